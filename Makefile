@@ -1,0 +1,36 @@
+# One command to set up and run the main job, one to set up and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps run test test-slow bench clean
+
+system-deps:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  echo "installing FFmpeg (needed to read m4a/mp3 voices and write M4B)"; \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get install -y ffmpeg >/dev/null 2>&1 || { $$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y ffmpeg >/dev/null; }; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+run: setup
+	$(PY) -m pipeline.run $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+bench: setup
+	$(PY) bench/generate.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
