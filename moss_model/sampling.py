@@ -1,0 +1,128 @@
+"""Sampling with per-row seeds that do not depend on the rest of the batch.
+
+Random numbers come from a counter-based hash of (row seed, step, channel, token id) rather
+than a shared generator: a row draws the same numbers whatever else is in the batch, on CPU
+and GPU alike, with no per-row generator objects and no host synchronisation. Sampling uses
+the Gumbel-max trick (argmax of logits/temperature + Gumbel noise), which draws from the same
+distribution as a multinomial over the softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """One channel group's sampling settings; temperature 0 means greedy."""
+
+    temperature: float
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class DecodingParams:
+    """Text and audio channel groups; defaults are the released MOSS-TTS recommendations."""
+
+    text: SamplingParams = SamplingParams(temperature=1.5, top_p=1.0, top_k=50)
+    audio: SamplingParams = SamplingParams(temperature=1.7, top_p=0.8, top_k=25, repetition_penalty=1.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def greedy(cls) -> DecodingParams:
+        return cls(SamplingParams(0.0), SamplingParams(0.0))
+
+
+def fmix32(h: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finalizer on int64 tensors holding 32-bit values.
+
+    Products may pass 2**63 and wrap; masking keeps the exact low 32 bits either way.
+    """
+    h = h & MASK32
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & MASK32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & MASK32
+    return h ^ (h >> 16)
+
+
+def row_keys(seeds: torch.Tensor) -> torch.Tensor:
+    """Per-row 32-bit keys from 64-bit seeds [B]."""
+    low = seeds & MASK32
+    high = (seeds >> 32) & MASK32
+    return fmix32(low ^ fmix32(high + 0x9E3779B9))
+
+
+def uniform(keys: torch.Tensor, step: int, channel: torch.Tensor | int, token_ids: torch.Tensor) -> torch.Tensor:
+    """Uniform numbers in (0, 1) for each token id.
+
+    keys [B]; channel an int or a tensor broadcastable to token_ids[..., 0]; token_ids [B, ..., N].
+    """
+    h = fmix32(keys ^ ((step * 0x27D4EB2F + 0x165667B1) & MASK32))  # B
+    while h.dim() < token_ids.dim() - 1:
+        h = h.unsqueeze(-1)
+    h = fmix32(h ^ ((channel * 0x68E31DA4 + 0x1B873593) & MASK32))
+    h = fmix32(h.unsqueeze(-1) ^ ((token_ids * 0x9E3779B1) & MASK32))
+    return (h.double() + 0.5) / 4294967296.0
+
+
+def gumbel(u: torch.Tensor) -> torch.Tensor:
+    return -torch.log(-torch.log(u)).float()
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Push down tokens already seen (logits [..., V], seen bool [..., V])."""
+    if penalty == 1.0:
+        return logits
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def sample(
+    logits: torch.Tensor,  # B, ..., V (float)
+    params: SamplingParams,
+    keys: torch.Tensor,  # B
+    step: int,
+    channel: torch.Tensor | int,
+) -> torch.Tensor:
+    """Token ids [B, ...]: greedy, or top-k then top-p then a seeded draw."""
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / params.temperature
+    vocab = logits.shape[-1]
+    if params.top_k and params.top_k < vocab:
+        values, ids = torch.topk(logits, params.top_k, dim=-1)
+    elif params.top_p < 1.0:
+        values, ids = torch.sort(logits, dim=-1, descending=True)
+    else:
+        ids = torch.arange(vocab, device=logits.device).expand_as(logits)
+        values = logits
+    if params.top_p < 1.0:
+        probs = torch.softmax(values, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of the better-ranked candidates
+        values = values.masked_fill(before > params.top_p, float("-inf"))
+    noise = gumbel(uniform(keys, step, channel, ids))
+    choice = (values + noise).argmax(dim=-1, keepdim=True)
+    return ids.gather(-1, choice).squeeze(-1)
