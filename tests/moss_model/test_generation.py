@@ -1,0 +1,219 @@
+"""The batched engine against a naive one-row loop written from the spec, plus seeds and limits."""
+
+import copy
+
+import pytest
+import torch
+
+from moss_model.generation import Generator
+from moss_model.processor import SpeechRequest
+from moss_model.sampling import DecodingParams, SamplingParams, row_keys, sample
+
+TEXTS = ["Hello there, this is the first request.", "Short.", "A third one, of middling length here."]
+
+
+@pytest.fixture(scope="module")
+def undecided(tiny_model):
+    """The tiny model with random slot scores, so greedy decoding closes audio blocks at varied points."""
+    tts = copy.copy(tiny_model)
+    model = copy.deepcopy(tiny_model.model)
+    c = model.config
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for token in (c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id):
+            model.text_head[token, 1:] = torch.randn(model.text_head.shape[1] - 1, generator=g) * 0.6
+        model.text_head[c.audio_assistant_delay_slot_token_id, 0] = 0.3
+        model.text_head[c.audio_assistant_gen_slot_token_id, 0] = 0.6
+    tts.model = model
+    tts.generator = Generator(model, tiny_model.processor)
+    return tts
+
+
+def naive_generate(model, prompt, seed, decoding, max_steps, max_new_frames):
+    """One row, a full forward per step (no cache), the text state machine as scalars.
+
+    Beyond the spec: at max_new_frames the engine forces the delay slot, then <|im_end|>."""
+    c = model.config
+    n_vq = c.n_vq
+    ids = prompt.ids.clone()
+    text_ids = ids[:, 0].tolist()
+    continuing = text_ids[-1] in (c.audio_start_token_id, c.audio_assistant_gen_slot_token_id)
+    in_audio = continuing and c.audio_start_token_id in text_ids
+    audio_len = len(text_ids) - (len(text_ids) - 1 - text_ids[::-1].index(c.audio_start_token_id)) if in_audio else 0
+    delay = None
+    new_frames, forced_close = 0, False
+    keys = row_keys(torch.tensor([seed]))
+    rows = []
+    for step in range(max_steps):
+        logits = model(ids[None])
+        text_logits = logits.text[:, -1].float().clone()
+        if delay is not None and 1 <= delay < n_vq:
+            text = c.audio_assistant_delay_slot_token_id
+        elif delay == n_vq:
+            text = c.audio_end_token_id
+            in_audio = False
+        elif in_audio:
+            pair = text_logits[:, [c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id]].clone()
+            if step == 0:
+                pair[:, 1] = float("-inf")
+            if new_frames >= max_new_frames - 1:
+                pair[:, 0] = float("-inf")
+                forced_close = True
+            choice = int(sample(pair, decoding.text, keys, step, 0))
+            text = [c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id][choice]
+        else:
+            for banned in (c.pad_token_id, c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id, c.audio_end_token_id):
+                text_logits[:, banned] = float("-inf")
+            if step <= n_vq:
+                text_logits[:, c.im_end_token_id] = float("-inf")
+            text = int(sample(text_logits, decoding.text, keys, step, 0))
+            if forced_close:
+                text = c.im_end_token_id
+        audio_logits = logits.audio[:, -1].float().clone()
+        sampled = sample(audio_logits, decoding.audio, keys, step, torch.arange(n_vq) + 1)[0]
+        codes = [int(sampled[k]) if audio_len > k and (delay is None or k >= delay) else c.audio_pad_code for k in range(n_vq)]
+        row = torch.tensor([text] + codes)
+        rows.append(row)
+        ids = torch.cat([ids, row[None]])
+        if text == c.audio_start_token_id:
+            in_audio = True
+        if text in (c.audio_start_token_id, c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id):
+            audio_len += 1
+        if text == c.audio_end_token_id:
+            audio_len = 0
+        if text == c.audio_assistant_gen_slot_token_id or (delay is None and text == c.audio_assistant_delay_slot_token_id):
+            new_frames += 1
+        if delay is None and text == c.audio_assistant_delay_slot_token_id:
+            delay = 0
+        if delay is not None:
+            delay += 1
+            if delay > n_vq:
+                delay = None
+        if text == c.im_end_token_id:
+            break
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("decoding", [DecodingParams.greedy(), DecodingParams()], ids=["greedy", "sampled"])
+def test_batch_equals_naive_loop_per_row(undecided, decoding):
+    tts = undecided
+    prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
+    seeds = [11, 22, 33]
+    results = tts.generator.generate(prompts, seeds, decoding, max_new_frames=30)
+    for prompt, seed, result in zip(prompts, seeds, results):
+        steps = result.rows.shape[0]
+        expected = naive_generate(tts.model, prompt, seed, decoding, steps, max_new_frames=30)
+        assert torch.equal(result.rows, expected)
+    assert any(r.finished for r in results), "at least one row should close its audio and stop"
+
+
+def test_mixed_length_batch_equals_each_row_alone(undecided):
+    tts = undecided
+    prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
+    for decoding in (DecodingParams.greedy(), DecodingParams()):
+        together = tts.generator.generate(prompts, [1, 2, 3], decoding, max_new_frames=30)
+        for i, prompt in enumerate(prompts):
+            [alone] = tts.generator.generate([prompt], [i + 1], decoding, max_new_frames=30)
+            assert torch.equal(alone.rows, together[i].rows)
+            assert torch.equal(alone.frames, together[i].frames)
+
+
+def test_seeds_reproduce_and_differ(tiny_model):
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Seeded sampling."))
+    a = tiny_model.generator.generate([prompt, prompt], [7, 8], max_new_frames=80)
+    b = tiny_model.generator.generate([prompt], [7], max_new_frames=80)
+    assert torch.equal(a[0].rows, b[0].rows)
+    assert not torch.equal(a[0].rows[: min(len(a[0].rows), len(a[1].rows))], a[1].rows[: min(len(a[0].rows), len(a[1].rows))])
+
+
+def test_rows_follow_the_delay_pattern_grammar(tiny_model):
+    c = tiny_model.config
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Grammar check."))
+    [result] = tiny_model.generator.generate([prompt], [3], max_new_frames=200)
+    assert result.finished
+    text = result.rows[:, 0].tolist()
+    start = text.index(c.audio_start_token_id)
+    first_delay = text.index(c.audio_assistant_delay_slot_token_id)
+    assert set(text[start + 1 : first_delay]) <= {c.audio_assistant_gen_slot_token_id}
+    assert text[first_delay : first_delay + c.n_vq] == [c.audio_assistant_delay_slot_token_id] * c.n_vq
+    assert text[first_delay + c.n_vq] == c.audio_end_token_id
+    assert text[-1] == c.im_end_token_id
+    audio = result.rows[:, 1:]
+    for k in range(c.n_vq):
+        column = audio[:, k]
+        real = (column != c.audio_pad_code).nonzero().squeeze(1)
+        assert int(real[0]) == start + 1 + k and int(real[-1]) == first_delay + k
+        assert len(real) == first_delay - start
+    assert result.frames.shape == (first_delay - start, c.n_vq)
+    assert (result.frames < c.audio_vocab_size).all()
+
+
+def test_frame_limit_closes_audio_and_is_reported(tiny_model):
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Limited."))
+    [result] = tiny_model.generator.generate([prompt], [0], DecodingParams.greedy(), max_new_frames=5)
+    assert result.hit_frame_limit and result.finished
+    assert result.frames.shape[0] == 5
+
+
+def test_continuation_starts_inside_audio_and_leaves_the_prefix_out(tiny_model):
+    c = tiny_model.config
+    prefix = torch.randint(0, 1024, (8, c.n_vq), generator=torch.Generator().manual_seed(0))
+    prompt = tiny_model.processor.build_prompt(
+        SpeechRequest(text=" and more.", prefix_codes=prefix, prefix_text="Said before")
+    )
+    [result] = tiny_model.generator.generate([prompt], [4], max_new_frames=120)
+    text = result.rows[:, 0].tolist()
+    assert c.audio_start_token_id not in text[:5]
+    assert text[0] in (c.audio_assistant_gen_slot_token_id,)  # the delay slot is forbidden at step 0
+    # codebook k of the first new row belongs to prefix frame 8-k: open for k <= 8, pad beyond
+    assert (result.rows[0, 1:10] != c.audio_pad_code).all() and (result.rows[0, 10:] == c.audio_pad_code).all()
+    first_delay = text.index(c.audio_assistant_delay_slot_token_id)
+    assert result.frames.shape[0] == first_delay + 1  # new frames only: gen slots plus the delay-slot row
+
+
+def test_sampling_respects_top_k_and_top_p():
+    logits = torch.tensor([[5.0, 4.0, 3.0, -1.0, -2.0]]).repeat(400, 1)
+    keys = row_keys(torch.arange(400))
+    picks = sample(logits, SamplingParams(temperature=1.0, top_k=2), keys, 0, 0)
+    assert set(picks.tolist()) == {0, 1}
+    picks = sample(logits, SamplingParams(temperature=1.0, top_p=0.5), keys, 0, 0)
+    assert set(picks.tolist()) == {0}  # token 0 alone holds over half the mass
+    picks = sample(logits, SamplingParams(temperature=1.0), keys, 0, 0)
+    share = (picks == 0).float().mean().item()
+    expected = torch.softmax(logits[0], -1)[0].item()
+    assert abs(share - expected) < 0.08
+
+
+def test_hash_matches_python_reference():
+    from moss_model.sampling import fmix32
+
+    def py_fmix32(h):
+        h &= 0xFFFFFFFF
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        return h ^ (h >> 16)
+
+    values = [0, 1, 2**31 - 1, 2**31, 2**32 - 1, 123456789, 0xDEADBEEF]
+    assert fmix32(torch.tensor(values)).tolist() == [py_fmix32(v) for v in values]
+
+
+def test_repetition_penalty_lowers_seen_codes(tiny_model):
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Penalty."))
+    plain = DecodingParams.greedy()
+    penalized = DecodingParams(SamplingParams(0.0), SamplingParams(0.0, repetition_penalty=50.0))
+    [a] = tiny_model.generator.generate([prompt], [0], plain, max_new_frames=30)
+    [b] = tiny_model.generator.generate([prompt], [0], penalized, max_new_frames=30)
+    repeats = lambda frames: sum(len(frames[:, k]) - len(set(frames[:, k].tolist())) for k in range(frames.shape[1]))
+    assert repeats(b.frames) < repeats(a.frames)
+
+
+def test_bad_arguments(tiny_model):
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="x"))
+    with pytest.raises(ValueError, match="1 prompts but 2 seeds"):
+        tiny_model.generator.generate([prompt], [1, 2])
+    with pytest.raises(ValueError, match="max_new_frames"):
+        tiny_model.generator.generate([prompt], [1], max_new_frames=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(temperature=1.0, top_p=0.0)
