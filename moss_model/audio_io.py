@@ -60,8 +60,11 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
 
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     import shutil
+    import warnings
 
-    from pydub import AudioSegment
+    with warnings.catch_warnings():  # pydub imports the deprecated audioop module
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pydub import AudioSegment
 
     if shutil.which("ffmpeg") is None:
         raise AudioLoadError(
