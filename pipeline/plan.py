@@ -1,0 +1,255 @@
+"""The narration plan: a book cut into segments, each with the text the model will read and its key.
+
+One row per segment: where it sits (chapter, segment index, paragraph), its clean
+text, the model text (lexicon applied, spoken forms), the boundary after it,
+estimated frames, language, lexicon entries that touched it, and its key.
+
+Segment boundaries never depend on the lexicon (segments are packed by the
+lexicon-free duration estimate), so a lexicon change only changes the model
+text of the segments it touches and, through the carryover, the key of the
+segment after each of them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import InputError
+from pipeline.keys import KeyInputs
+from pipeline.lexicon import Lexicon
+from pipeline.normalize import speak_pieces
+from pipeline.normalize_inline import count_pinyin_syllables, split_controls
+from pipeline.normalize_script import LANGUAGES, detect_language
+from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions
+from pipeline.segment import (
+    BOUNDARY_KINDS, FRAMES_PER_SECOND, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
+    seconds_to_frames, segment_paragraph,
+)
+
+PLAN_VERSION = 1
+PLAN_FILE = "plan.parquet"
+METADATA_KEY = b"moss_narrator.plan"
+
+PLAN_SCHEMA = pa.schema([
+    pa.field("book", pa.string(), nullable=False),
+    pa.field("chapter_index", pa.int32(), nullable=False),
+    pa.field("chapter_title", pa.string(), nullable=False),
+    pa.field("segment_index", pa.int32(), nullable=False),
+    pa.field("paragraph_index", pa.int32(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("model_text", pa.string(), nullable=False),
+    pa.field("boundary", pa.string(), nullable=False),
+    pa.field("est_frames", pa.int32(), nullable=False),
+    pa.field("language", pa.string(), nullable=False),
+    pa.field("lexicon_entries", pa.list_(pa.string()), nullable=False),
+    pa.field("key", pa.string(), nullable=False),
+])
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    target_seconds: float = 18.0
+    max_seconds: float = 30.0
+    rates: SpeakingRates = SpeakingRates()
+    language: str = "auto"  # "auto" (per segment, from the script) | "en" | "zh"
+    read: ReadOptions = ReadOptions()
+    polyphones: str = ""  # Chinese characters to render as Pinyin in context (pypinyin)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_seconds <= self.max_seconds:
+            raise ValueError(f"need 0 < target_seconds <= max_seconds, got {self.target_seconds} and {self.max_seconds}")
+        if self.language not in ("auto", *LANGUAGES):
+            raise ValueError(f"language must be one of auto, {', '.join(LANGUAGES)}; got {self.language!r}")
+
+
+@dataclass(frozen=True)
+class PlanSegment:
+    book: str
+    chapter_index: int
+    chapter_title: str
+    segment_index: int  # within the chapter
+    paragraph_index: int  # within the chapter
+    text: str  # clean source text
+    model_text: str  # what the model reads
+    boundary: str  # kind of boundary after this segment: clause | sentence | paragraph | chapter
+    est_frames: int
+    language: str
+    lexicon_entries: tuple[str, ...]
+    key: str
+
+
+@dataclass
+class Plan:
+    book: Book
+    segments: list[PlanSegment]
+    warnings: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+    def summary(self) -> "PlanSummary":
+        return PlanSummary(
+            book=self.book.title,
+            chapters=len({s.chapter_index for s in self.segments}),
+            segments=len(self.segments),
+            characters=sum(len(s.text) for s in self.segments),
+            seconds=sum(s.est_frames for s in self.segments) / FRAMES_PER_SECOND,
+            skipped=list(self.book.skipped),
+            warnings=list(self.warnings),
+        )
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    book: str
+    chapters: int
+    segments: int
+    characters: int
+    seconds: float
+    skipped: list[str]
+    warnings: list[str]
+
+    def format(self) -> str:
+        hours, rest = divmod(round(self.seconds), 3600)
+        lines = [
+            f"plan: {self.book}",
+            f"  chapters:   {self.chapters}",
+            f"  segments:   {self.segments}",
+            f"  characters: {self.characters}",
+            f"  estimated narration time: {hours}:{rest // 60:02d}:{rest % 60:02d}",
+        ]
+        if self.skipped:
+            lines.append(f"  left out ({len(self.skipped)}): " + "; ".join(self.skipped))
+        lines.append(f"  warnings ({len(self.warnings)})" + (":" if self.warnings else ": none"))
+        lines.extend(f"    - {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+class _Planner:
+    def __init__(self, book: Book, options: PlanOptions, lexicon: Lexicon, key_inputs: KeyInputs) -> None:
+        self.book = book
+        self.options = options
+        self.lexicon = lexicon
+        self.key_inputs = key_inputs
+        self.default_language = book.language if book.language in LANGUAGES else "en"
+        self.left_out: list[str] = []
+        self.warnings: list[str] = []
+
+    def language(self, text: str) -> str:
+        if self.options.language != "auto":
+            return self.options.language
+        pieces = split_controls(text)
+        plain = "".join(piece for piece, kind in pieces if kind != "pinyin")
+        syllables = sum(count_pinyin_syllables(piece) for piece, kind in pieces if kind == "pinyin")
+        return detect_language(plain, pinyin_syllables=syllables, default=self.default_language)
+
+    def measure(self, text: str) -> float:
+        """Seconds to say `text` without the lexicon: segment boundaries must not depend on it."""
+        return estimate_seconds(speak_pieces(split_controls(text), self.language(text)), self.options.rates)
+
+    def chapter(self, index: int, chapter: Chapter) -> list[PlanSegment]:
+        segments: list[PlanSegment] = []
+        previous_text: str | None = None
+        for paragraph_index, paragraph in enumerate(chapter.paragraphs):
+            for text, boundary in self._cuts(index, chapter, paragraph):
+                language = self.language(text)
+                pieces, used = self.lexicon.apply(split_controls(text)) if self.lexicon else (split_controls(text), [])
+                model_text = speak_pieces(pieces, language)
+                if not is_speakable(model_text):
+                    self.left_out.append(text)
+                    if segments:  # keep the pause that the left-out piece stood for
+                        segments[-1] = replace(segments[-1], boundary=_stronger(segments[-1].boundary, boundary))
+                    continue
+                seconds = estimate_seconds(model_text, self.options.rates)
+                if seconds > self.options.max_seconds:
+                    self.warnings.append(
+                        f"chapter {index + 1} {chapter.title!r}, segment {len(segments)}: the lexicon made it "
+                        f"{seconds:.1f} s, over the {self.options.max_seconds:g} s maximum")
+                segments.append(PlanSegment(
+                    book=self.book.title, chapter_index=index, chapter_title=chapter.title,
+                    segment_index=len(segments), paragraph_index=paragraph_index, text=text,
+                    model_text=model_text, boundary=boundary, est_frames=seconds_to_frames(seconds),
+                    language=language, lexicon_entries=tuple(used),
+                    key=self.key_inputs.key(model_text, previous_text),
+                ))
+                previous_text = model_text
+        if segments:
+            segments[-1] = replace(segments[-1], boundary="chapter")
+        return segments
+
+    def _cuts(self, index: int, chapter: Chapter, paragraph: Paragraph) -> list[tuple[str, str]]:
+        try:
+            cuts = segment_paragraph(paragraph.text, self.measure, self.options.target_seconds,
+                                     self.options.max_seconds)
+        except UnsplittableError as e:
+            word = paragraph.text[e.start:e.end].strip()
+            excerpt = word if len(word) <= 60 else word[:57] + "..."
+            raise InputError(
+                self.book.source,
+                f"chapter {index + 1} {chapter.title!r}, {paragraph.place}, character {e.start} of the paragraph",
+                f"one unbroken word of {len(word)} characters ({excerpt!r}) would take {e.seconds:.0f} s, "
+                f"over the {self.options.max_seconds:g} s maximum for a segment",
+                "break it with spaces or punctuation, shorten it, or give it a short respelling in the lexicon",
+            ) from None
+        return [(paragraph.text[c.start:c.end].strip(), c.boundary) for c in cuts]
+
+
+def build_plan(book: Book, options: PlanOptions, lexicon: Lexicon | None, key_inputs: KeyInputs) -> Plan:
+    """Every chapter of `book` cut into keyed segments. Raises InputError for input that cannot be narrated."""
+    lexicon = lexicon if lexicon is not None else Lexicon()
+    planner = _Planner(book, options, lexicon, key_inputs)
+    segments: list[PlanSegment] = []
+    for index, chapter in enumerate(book.chapters):
+        chapter_segments = planner.chapter(index, chapter)
+        if not chapter_segments:
+            planner.warnings.append(f"chapter {index + 1} {chapter.title!r} has nothing to say; left out")
+        segments.extend(chapter_segments)
+    if not segments:
+        raise InputError(book.source, "", "no text to narrate was found", "check the manuscript and the reading options")
+
+    warnings = list(book.warnings) + planner.warnings
+    if planner.left_out:
+        examples = ", ".join(repr(t[:20]) for t in planner.left_out[:3])
+        warnings.append(f"{len(planner.left_out)} piece(s) with nothing to say left out (e.g. {examples})")
+    used = {entry for s in segments for entry in s.lexicon_entries}
+    unused = [e for e in lexicon.entries.values() if e.term not in used]
+    if unused:
+        warnings.append("lexicon entries that matched nothing: " + ", ".join(f"{e.term!r} (line {e.line})" for e in unused))
+
+    metadata = {
+        "plan_version": PLAN_VERSION,
+        "book": book.title,
+        "author": book.author,
+        "source": book.source,
+        "options": asdict(options),
+        "key_inputs": asdict(key_inputs),
+        "lexicon_digest": lexicon.digest(),
+    }
+    return Plan(book=book, segments=segments, warnings=warnings, metadata=metadata)
+
+
+def write_plan(plan: Plan, path: str | Path) -> Path:
+    """The plan as a Parquet table at `path` (metadata under the key moss_narrator.plan)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {name: [getattr(s, name) for s in plan.segments] for name in PLAN_SCHEMA.names}
+    columns["lexicon_entries"] = [list(entries) for entries in columns["lexicon_entries"]]
+    table = pa.table(columns, schema=PLAN_SCHEMA)
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(plan.metadata, ensure_ascii=False).encode()})
+    pq.write_table(table, path)
+    return path
+
+
+def read_plan(path: str | Path) -> tuple[list[PlanSegment], dict]:
+    """The segments and metadata of a plan written by `write_plan`."""
+    table = pq.read_table(path)
+    metadata = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    rows = table.to_pylist()
+    segments = [PlanSegment(**{**row, "lexicon_entries": tuple(row["lexicon_entries"])}) for row in rows]
+    return segments, metadata
+
+
+def _stronger(a: str, b: str) -> str:
+    return max(a, b, key=BOUNDARY_KINDS.index)
