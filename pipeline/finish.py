@@ -1,0 +1,237 @@
+"""Finishing: a decoded chapter becomes its master, lossy file, subtitles and timing rows;
+finished chapters become the book's M4B.
+
+Plain functions over arrays and dataclasses, so a CPU Ray task per chapter (and one for
+the book) can call them, and ``job=finish`` can rerun them from stored segments with
+other options. Nothing here needs the model, Ray or Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline import export, loudness, stitch, subtitles
+
+
+@dataclass(frozen=True)
+class FinishOptions:
+    sample_rate: int = stitch.SAMPLE_RATE
+    pauses: stitch.PauseOptions = field(default_factory=stitch.PauseOptions)
+    fade_ms: float = 5.0  # fade at a cut whose signal is not already near zero
+    loudness_preset: str = "audiobook"  # audiobook (-18), podcast (-16), broadcast (-23)
+    target_lufs: float | None = None  # overrides the preset when set
+    true_peak_db: float = -1.0  # ceiling, dBTP
+    near_silent_lufs: float = -50.0  # quieter chapters get no boost (and are flagged)
+    limiter_lookahead_ms: float = 5.0
+    limiter_release_db_per_s: float = 20.0
+    flac_subtype: str = "PCM_24"
+    lossy_format: str | None = "mp3"  # mp3, opus, aac, or None for FLAC only
+    lossy_bitrate: str = "64k"
+    subtitles: bool = True  # SRT + WebVTT per chapter
+    write_m4b: bool = True
+    m4b_bitrate: str = "64k"
+
+    def __post_init__(self) -> None:
+        loudness.resolve_target(self.loudness_preset, self.target_lufs)
+        if self.lossy_format is not None:
+            export.lossy_format(self.lossy_format)
+        export.normalize_bitrate(self.lossy_bitrate)
+        export.normalize_bitrate(self.m4b_bitrate)
+        if not -20.0 <= self.true_peak_db <= 0.0:
+            raise ValueError(f"true_peak_db must be between -20 and 0 dBTP, got {self.true_peak_db}")
+        if self.fade_ms < 0:
+            raise ValueError(f"fade_ms must be >= 0, got {self.fade_ms}")
+
+    @property
+    def target(self) -> float:
+        return loudness.resolve_target(self.loudness_preset, self.target_lufs)
+
+    @property
+    def limiter(self) -> loudness.LimiterOptions:
+        return loudness.LimiterOptions(
+            ceiling_db=self.true_peak_db,
+            lookahead_ms=self.limiter_lookahead_ms,
+            release_db_per_s=self.limiter_release_db_per_s,
+        )
+
+
+@dataclass(frozen=True)
+class SegmentSpan:
+    """One segment of a chapter as the decoder delivered it."""
+
+    start: int  # first sample in the decoded chapter waveform
+    end: int  # one past the last sample
+    text: str = ""
+    boundary: str = "sentence"  # kind of the boundary after this segment (stitch.BOUNDARY_KINDS)
+    pause_s: float | None = None  # explicit [pause] after it; replaces the boundary's pause
+    key: str = ""  # the segment's store key
+
+
+@dataclass
+class FinishedChapter:
+    """What finishing one chapter produced: files, loudness figures and timing rows."""
+
+    chapter_index: int
+    title: str
+    sample_rate: int
+    num_samples: int
+    flac_path: str
+    lossy_path: str | None
+    srt_path: str | None
+    vtt_path: str | None
+    input_lufs: float
+    output_lufs: float
+    gain_db: float
+    limiter_reduction_db: float
+    true_peak_dbtp: float
+    near_silent: bool
+    segments: list[dict[str, Any]]  # timing rows, one per segment (see ``segment_rows``)
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    def chapter_row(self) -> dict[str, Any]:
+        """This chapter as one flat row for the Parquet index (everything but segments)."""
+        row = {k: v for k, v in asdict(self).items() if k != "segments"}
+        row["duration_s"] = self.duration_s
+        return row
+
+
+def segment_rows(
+    chapter_index: int,
+    segments: Sequence[SegmentSpan],
+    spans: np.ndarray,
+    pauses: np.ndarray,
+    sample_rate: int,
+) -> list[dict[str, Any]]:
+    """Timing rows: where each segment sits in the finished chapter file (``spans`` and
+    ``pauses`` as returned by ``stitch.stitch``)."""
+    rows = []
+    for i, (segment, (start, end), pause) in enumerate(zip(segments, spans, pauses)):
+        rows.append(
+            {
+                "chapter_index": chapter_index,
+                "segment_index": i,
+                "key": segment.key,
+                "text": stitch.strip_pause_markers(segment.text)[0],
+                "start_sample": int(start),
+                "end_sample": int(end),
+                "start_s": int(start) / sample_rate,
+                "end_s": int(end) / sample_rate,
+                "pause_after_samples": int(pause),
+            }
+        )
+    return rows
+
+
+def finish_chapter(
+    audio: np.ndarray,
+    segments: Sequence[SegmentSpan],
+    out_dir: str | Path,
+    chapter_index: int,
+    title: str,
+    options: FinishOptions = FinishOptions(),
+    book_title: str | None = None,
+    author: str | None = None,
+    stem: str | None = None,
+) -> FinishedChapter:
+    """Stitch, normalize and export one chapter.
+
+    Args:
+        audio: the chapter's decoded waveform, float mono at ``options.sample_rate``.
+        segments: the segments in reading order with their spans in ``audio``.
+        out_dir: folder for ``<stem>.flac``, ``<stem>.<lossy>``, ``<stem>.srt``, ``<stem>.vtt``.
+        stem: file name stem, default ``chapter_<index:03d>``.
+    """
+    if not segments:
+        raise ValueError(f"chapter {chapter_index} ({title!r}) has no segments to finish")
+    rate = options.sample_rate
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = stem or f"chapter_{chapter_index:03d}"
+
+    pauses = stitch.pause_samples([s.boundary for s in segments], [s.pause_s for s in segments], options.pauses, rate)
+    stitched = stitch.stitch(
+        audio,
+        [(s.start, s.end) for s in segments],
+        pauses,
+        lead_in=stitch.seconds_to_samples(options.pauses.lead_in_s, rate),
+        fade_samples=int(round(options.fade_ms * 1e-3 * rate)),
+    )
+    level = loudness.normalize_loudness(
+        stitched.audio,
+        rate,
+        options.target,
+        limiter=options.limiter,
+        near_silent_lufs=options.near_silent_lufs,
+    )
+    num_samples = len(level.audio)
+    spans, inserted = stitched.spans, stitched.pauses
+    del stitched  # only the normalized copy is needed from here on
+
+    flac_path = export.write_flac(out / f"{stem}.flac", level.audio, rate, subtype=options.flac_subtype)
+    lossy_path = None
+    if options.lossy_format is not None:
+        fmt = export.lossy_format(options.lossy_format)
+        tags = {"title": title, "album": book_title or "", "artist": author or "", "genre": "Audiobook"}
+        lossy_path = export.encode_lossy(
+            flac_path, out / f"{stem}.{fmt.extension}", options.lossy_format, options.lossy_bitrate, tags
+        )
+
+    rows = segment_rows(chapter_index, segments, spans, inserted, rate)
+    srt_path = vtt_path = None
+    if options.subtitles:
+        cues = [subtitles.Cue(r["start_s"], r["end_s"], r["text"]) for r in rows]
+        srt_path = subtitles.write_srt(out / f"{stem}.srt", cues)
+        vtt_path = subtitles.write_webvtt(out / f"{stem}.vtt", cues)
+
+    return FinishedChapter(
+        chapter_index=chapter_index,
+        title=title,
+        sample_rate=rate,
+        num_samples=num_samples,
+        flac_path=str(flac_path),
+        lossy_path=None if lossy_path is None else str(lossy_path),
+        srt_path=None if srt_path is None else str(srt_path),
+        vtt_path=None if vtt_path is None else str(vtt_path),
+        input_lufs=level.input_lufs,
+        output_lufs=level.output_lufs,
+        gain_db=level.gain_db,
+        limiter_reduction_db=level.limiter_reduction_db,
+        true_peak_dbtp=level.true_peak_dbtp,
+        near_silent=level.near_silent,
+        segments=rows,
+    )
+
+
+def finish_book(
+    chapters: Sequence[FinishedChapter],
+    out_path: str | Path,
+    title: str,
+    author: str | None = None,
+    cover: export.Cover | None = None,
+    options: FinishOptions = FinishOptions(),
+) -> Path | None:
+    """Write the book's M4B from finished chapters (in the given order); ``None`` when
+    ``options.write_m4b`` is off."""
+    if not options.write_m4b:
+        return None
+    ordered = list(chapters)
+    rates = {c.sample_rate for c in ordered}
+    if len(rates) > 1:
+        raise ValueError(f"chapters have different sample rates {sorted(rates)}; finish them with one setting")
+    book_chapters = [export.BookChapter(path=c.flac_path, title=c.title, num_samples=c.num_samples) for c in ordered]
+    return export.write_m4b(
+        book_chapters,
+        out_path,
+        sample_rate=ordered[0].sample_rate if ordered else options.sample_rate,
+        title=title,
+        author=author,
+        cover=cover,
+        bitrate=options.m4b_bitrate,
+    )
