@@ -36,6 +36,11 @@ SPECIAL_TOKENS = [
     "<|audio_assistant_gen_slot|>",
     "<|audio_assistant_delay_slot|>",
 ]
+# The Qwen chat layout (no system message), as the released tokenizer applies it.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
 CORPUS = [
     "Call me the narrator. Some years ago, never mind how long precisely, I read a book aloud.",
     "The quick brown fox jumps over the lazy dog; 1234567890, and then some more text!",
@@ -102,6 +107,7 @@ def write_tokenizer(tokenizer, folder: Path) -> dict[str, int]:
         "pad_token": "<|endoftext|>",
         "bos_token": None,
         "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     return {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
