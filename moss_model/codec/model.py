@@ -157,14 +157,10 @@ class MossAudioCodec(nn.Module):
             codes = codes.unsqueeze(0)
         if codes.dim() != 3:
             raise ValueError(f"codes must be [B, K, T] (or [K, T]), got shape {tuple(codes.shape)}")
-        B, K, T = codes.shape
-        lengths = self._check_lengths(lengths, B, T, "frames").to(codes.device)
-        valid = torch.arange(T, device=codes.device) < lengths.view(-1, 1)  # B, T
-        codes = torch.where(valid.unsqueeze(1), codes, torch.zeros_like(codes))
-        audio = StreamingDecoder(self, B, max_chunk_frames=chunk_frames).push(codes)
-        samples = lengths * self.samples_per_frame
-        audio = audio * valid.repeat_interleave(self.samples_per_frame, dim=1).to(audio.dtype)
-        return DecodeResult(audio, samples)
+        codes, lengths = self._mask_codes(codes, lengths)
+        audio = StreamingDecoder(self, codes.shape[0], max_chunk_frames=chunk_frames).push(codes)
+        self._silence_past(audio, lengths)
+        return DecodeResult(audio, lengths * self.samples_per_frame)
 
     def streaming_decoder(self, batch_size: int = 1, **kwargs) -> StreamingDecoder:
         return StreamingDecoder(self, batch_size, **kwargs)
@@ -226,6 +222,21 @@ class MossAudioCodec(nn.Module):
         if batch and (int(lengths.min()) < 0 or int(lengths.max()) > size):
             raise ValueError(f"lengths must lie in [0, {size}] {unit}, got {lengths.tolist()}")
         return lengths
+
+    def _mask_codes(self, codes: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes past each row's length set to 0 (any value may sit there, e.g. a pad code)."""
+        if codes.dim() != 3:
+            raise ValueError(f"codes must be [B, K, T], got shape {tuple(codes.shape)}")
+        B, _, T = codes.shape
+        lengths = self._check_lengths(lengths, B, T, "frames").to(codes.device)
+        valid = torch.arange(T, device=codes.device) < lengths.view(-1, 1)  # B, T
+        return torch.where(valid.unsqueeze(1), codes, torch.zeros_like(codes)), lengths
+
+    def _silence_past(self, audio: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Zero (in place) each row's audio past `lengths` frames."""
+        spf = self.samples_per_frame
+        for row, frames in enumerate(lengths.tolist()):
+            audio[row, frames * spf :] = 0
 
     def _check_n_codebooks(self, n_codebooks: int | None) -> int:
         total = self.config.num_quantizers

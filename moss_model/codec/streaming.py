@@ -55,10 +55,17 @@ class StreamingDecoder:
         self.frames = 0  # frames decoded so far
         self.closed = False
 
-    @torch.inference_mode()
-    def push(self, codes: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def push(self, codes: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [B, K, t] -> audio [B, t * samples_per_frame] float32.
+
+        `lengths` (optional, [B]) are the valid frames of each row in this chunk, for rows that end
+        before the others: codes past them may hold anything (a pad code) and come out as silence.
+        """
         if self.closed:
             raise RuntimeError("push() after flush(): start a new StreamingDecoder for a new stream")
+        if lengths is not None:
+            codes, lengths = self.codec._mask_codes(codes, lengths)
         codes = self.codec._check_codes(codes, self.batch_size)
         pieces = []
         for start in range(0, codes.shape[-1], self.max_chunk_frames):
@@ -68,7 +75,10 @@ class StreamingDecoder:
             pieces.append(audio if self.out_device is None else audio.to(self.out_device))
         if not pieces:
             return self._empty()
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        audio = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        if lengths is not None:
+            self.codec._silence_past(audio, lengths)
+        return audio
 
     def flush(self) -> torch.Tensor:
         """End the stream (nothing is held back, so this returns no samples) and drop the state."""
@@ -120,7 +130,7 @@ class StreamingEncoder:
         self.frames = 0
         self.closed = False
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def push(self, samples: torch.Tensor) -> torch.Tensor:
         if self.closed:
             raise RuntimeError("push() after flush(): start a new StreamingEncoder for a new stream")
@@ -133,7 +143,7 @@ class StreamingEncoder:
         self.pending = buffer[:, whole * spf :]
         return self._encode(buffer[:, : whole * spf])
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def flush(self) -> torch.Tensor:
         spf = self.codec.config.samples_per_frame
         tail = self.pending

@@ -133,3 +133,21 @@ def test_long_stream_far_positions_still_match_one_shot(codec):
     one = codec.decode(codes, chunk_frames=90).audio
     decoder = StreamingDecoder(codec, batch_size=1, max_chunk_frames=11)
     torch.testing.assert_close(decoder.push(codes), one, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_stream_with_rows_ending_at_different_times(codec, codes):
+    """A narrator batch: row 1 ends after 17 frames; its later codes are pad (1024) and come out silent."""
+    lengths = [FRAMES, 17]
+    padded = codes.clone()
+    padded[1, :, 17:] = 1024
+    decoder = StreamingDecoder(codec, batch_size=2)
+    pieces = []
+    for start in range(0, FRAMES, 8):
+        chunk_lengths = torch.tensor([min(max(n - start, 0), 8) for n in lengths])
+        pieces.append(decoder.push(padded[..., start : start + 8], chunk_lengths))
+    audio = torch.cat(pieces, dim=-1)
+    assert (audio[1, 17 * SPF :] == 0).all()
+    whole, _ = codec.decode(padded, torch.tensor(lengths), chunk_frames=FRAMES)
+    torch.testing.assert_close(audio, whole, rtol=1e-4, atol=1e-4)
+    alone = codec.decode(codes[1:, :, :17]).audio
+    torch.testing.assert_close(audio[1:, : 17 * SPF], alone, rtol=1e-4, atol=1e-4)
