@@ -131,18 +131,30 @@ def _metadata_args(tags: Mapping[str, str] | None) -> list[str]:
     return args
 
 
+AAC_CODERS = ("fast", "twoloop")  # FFmpeg's AAC encoder: "fast" is ~3x faster on speech
+
+
+def _aac_coder_args(coder: str) -> list[str]:
+    if coder not in AAC_CODERS:
+        raise ValueError(f"unknown AAC coder {coder!r}; valid coders: {', '.join(AAC_CODERS)}")
+    return ["-aac_coder", coder]
+
+
 def encode_lossy(
     source: str | Path,
     destination: str | Path,
     format_name: str,
     bitrate: str | int = "64k",
     tags: Mapping[str, str] | None = None,
+    aac_coder: str = "fast",
 ) -> Path:
     """Encode an audio file (normally the chapter's FLAC master) to MP3, Opus or AAC."""
     fmt = lossy_format(format_name)
     destination = Path(destination)
     partial = _partial_path(destination)
     args = ["-i", str(source), "-map", "0:a", "-map_metadata", "-1", "-c:a", fmt.codec]
+    if format_name == "aac":
+        args += _aac_coder_args(aac_coder)
     args += ["-b:a", normalize_bitrate(bitrate), *_metadata_args(tags), "-f", fmt.muxer, str(partial)]
     try:
         run_ffmpeg(args, f"encoding {destination.name} as {format_name}")
@@ -214,6 +226,7 @@ def write_m4b(
     cover: Cover | None = None,
     bitrate: str | int = "64k",
     extra_tags: Mapping[str, str] | None = None,
+    aac_coder: str = "fast",
 ) -> Path:
     """Join the chapters' audio into one AAC M4B with chapter markers, tags and cover."""
     if not chapters:
@@ -232,7 +245,8 @@ def write_m4b(
         metadata.write_text(ffmetadata(tags, marks), encoding="utf-8")
         args = ["-f", "concat", "-safe", "0", "-i", str(concat_list), "-f", "ffmetadata", "-i", str(metadata)]
         maps = ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
-        codecs = ["-c:a", "aac", "-b:a", normalize_bitrate(bitrate), "-ar", str(sample_rate)]
+        codecs = ["-c:a", "aac", *_aac_coder_args(aac_coder), "-b:a", normalize_bitrate(bitrate)]
+        codecs += ["-ar", str(sample_rate)]
         if cover is not None:
             if not cover.data:
                 raise ValueError("the cover image is empty")

@@ -34,6 +34,7 @@ class FinishOptions:
     subtitles: bool = True  # SRT + WebVTT per chapter
     write_m4b: bool = True
     m4b_bitrate: str = "64k"
+    aac_coder: str = "fast"  # FFmpeg AAC encoder mode for M4B and AAC chapters: fast | twoloop
 
     def __post_init__(self) -> None:
         loudness.resolve_target(self.loudness_preset, self.target_lufs)
@@ -41,6 +42,8 @@ class FinishOptions:
             export.lossy_format(self.lossy_format)
         export.normalize_bitrate(self.lossy_bitrate)
         export.normalize_bitrate(self.m4b_bitrate)
+        if self.aac_coder not in export.AAC_CODERS:
+            raise ValueError(f"unknown aac_coder {self.aac_coder!r}; valid coders: {', '.join(export.AAC_CODERS)}")
         if not -20.0 <= self.true_peak_db <= 0.0:
             raise ValueError(f"true_peak_db must be between -20 and 0 dBTP, got {self.true_peak_db}")
         if self.fade_ms < 0:
@@ -180,7 +183,12 @@ def finish_chapter(
         fmt = export.lossy_format(options.lossy_format)
         tags = {"title": title, "album": book_title or "", "artist": author or "", "genre": "Audiobook"}
         lossy_path = export.encode_lossy(
-            flac_path, out / f"{stem}.{fmt.extension}", options.lossy_format, options.lossy_bitrate, tags
+            flac_path,
+            out / f"{stem}.{fmt.extension}",
+            options.lossy_format,
+            options.lossy_bitrate,
+            tags,
+            aac_coder=options.aac_coder,
         )
 
     rows = segment_rows(chapter_index, segments, spans, inserted, rate)
@@ -234,4 +242,5 @@ def finish_book(
         author=author,
         cover=cover,
         bitrate=options.m4b_bitrate,
+        aac_coder=options.aac_coder,
     )

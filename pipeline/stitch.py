@@ -6,22 +6,24 @@ waveform and inserts the pause that follows it as digital silence of an exact nu
 samples. Where a cut lands on non-silent signal, a short raised-cosine fade removes the
 click; where the signal is already near zero, nothing is touched.
 
-Explicit pause markers in the manuscript (``[pause 1.5s]``, ``[pause 300ms]``) are parsed
+Explicit pause markers in the manuscript (``[pause 1.5s]``) are parsed
 here too, so the narrator can split a segment at them and the pause becomes silence
 inserted by this stage instead of something the model would have to speak.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from pipeline.normalize_inline import find_controls
+
 SAMPLE_RATE = 24_000
 
-BOUNDARY_KINDS = ("none", "clause", "sentence", "paragraph", "chapter")
+# The planner's boundary kinds (pipeline.segment.BOUNDARY_KINDS), shortest pause first.
+BOUNDARY_KINDS = ("clause", "sentence", "paragraph", "chapter")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,6 @@ class PauseOptions:
     at the end of each chapter file (and hence the gap between chapters in the book).
     """
 
-    none_s: float = 0.0
     clause_s: float = 0.2
     sentence_s: float = 0.45
     paragraph_s: float = 1.0
@@ -41,7 +42,7 @@ class PauseOptions:
     lead_in_s: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("none_s", "clause_s", "sentence_s", "paragraph_s", "chapter_s", "lead_in_s"):
+        for name in ("clause_s", "sentence_s", "paragraph_s", "chapter_s", "lead_in_s"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"PauseOptions.{name} must be a finite number >= 0, got {value!r}")
@@ -62,11 +63,6 @@ def seconds_to_samples(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
 
 # --- explicit pause markers -------------------------------------------------------------
 
-_MARKER_LOOSE = re.compile(r"\[\s*pause\b[^\]]*\]?", re.IGNORECASE)
-_MARKER_STRICT = re.compile(r"\[\s*pause\s+(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*\]", re.IGNORECASE)
-
-MAX_MARKER_SECONDS = 60.0
-
 
 @dataclass(frozen=True)
 class TextPiece:
@@ -80,27 +76,29 @@ class TextPiece:
 
 
 def split_pause_markers(text: str) -> list[TextPiece]:
-    """Split ``text`` at ``[pause X.Ys]`` / ``[pause Nms]`` markers.
+    """Split ``text`` at its ``[pause 1.5s]`` markers.
 
-    Returns the pieces in order, each with the total pause written after it (adjacent
-    markers add up). Pieces are whitespace-stripped; a marker at the very start gives a
-    first piece with empty text. Raises ``ValueError`` naming the offending marker and its
-    character position when a marker is malformed or longer than 60 s.
+    The marker grammar is the planner's (``pipeline.normalize_inline``), so the planner's
+    duration estimate and this split agree on what is a marker. Returns the pieces in
+    order, each with the total pause written after it (adjacent markers add up). Pieces
+    are whitespace-stripped; a marker at the very start gives a first piece with empty
+    text.
     """
     pieces: list[TextPiece] = []
     current: TextPiece | None = None
     position = 0
-    for match in _MARKER_LOOSE.finditer(text):
-        seconds = _marker_seconds(match)
-        between = text[position:match.start()].strip()
+    for control in find_controls(text):
+        if control.kind != "marker":
+            continue
+        between = text[position:control.start].strip()
         if between:
             if current is not None:
                 pieces.append(current)
             current = TextPiece(between, None)
         if current is None:
             current = TextPiece("", None)
-        current = TextPiece(current.text, (current.pause_s or 0.0) + seconds)
-        position = match.end()
+        current = TextPiece(current.text, (current.pause_s or 0.0) + control.pause_seconds)
+        position = control.end
     tail = text[position:].strip()
     if tail:
         if current is not None:
@@ -109,22 +107,6 @@ def split_pause_markers(text: str) -> list[TextPiece]:
     if current is not None:
         pieces.append(current)
     return pieces
-
-
-def _marker_seconds(match: re.Match[str]) -> float:
-    strict = _MARKER_STRICT.fullmatch(match.group(0))
-    if strict is None:
-        raise ValueError(
-            f"malformed pause marker {match.group(0)!r} at character {match.start()}; "
-            "write it as [pause 1.5s] or [pause 300ms]"
-        )
-    seconds = float(strict.group(1)) / (1000.0 if strict.group(2).lower() == "ms" else 1.0)
-    if seconds > MAX_MARKER_SECONDS:
-        raise ValueError(
-            f"pause marker {match.group(0)!r} at character {match.start()} is longer than "
-            f"{MAX_MARKER_SECONDS:g} s; split it or shorten it"
-        )
-    return seconds
 
 
 def strip_pause_markers(text: str) -> tuple[str, list[float]]:

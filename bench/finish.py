@@ -1,0 +1,114 @@
+"""Benchmark: finishing one hour of decoded audio on this machine (decoding excluded).
+
+Synthesizes an hour of speech-like audio (harmonic syllables with wandering pitch and
+fricative noise, loud peaks, pauses), cut into ~5 s segments, then times
+``finish_chapter`` (stitch, loudness + true-peak limiter, FLAC, lossy, subtitles) and
+``finish_book`` (the M4B of that hour) separately. Prints wall times and peak memory.
+
+    python bench/finish.py [--minutes 60] [--lossy mp3] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.finish import FinishOptions, SegmentSpan, finish_book, finish_chapter  # noqa: E402
+from pipeline.loudness import integrated_loudness, true_peak_db  # noqa: E402
+
+SAMPLE_RATE = 24_000
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Syllable-like bursts: a harmonic voice with wandering pitch plus fricative noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    out = np.zeros(n, dtype=np.float32)
+    chunk = 60 * SAMPLE_RATE
+    phase = 0.0
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        t = np.arange(m) / SAMPLE_RATE
+        f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * (t + lo / SAMPLE_RATE)) + 10 * np.sin(2 * np.pi * 3.1 * t)
+        ph = phase + 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+        phase = float(ph[-1])
+        offsets = rng.uniform(0, 2 * np.pi, size=8)
+        voice = sum((0.6**k) * np.sin(k * ph + offsets[k]) for k in range(1, 8))
+        envelope = np.zeros(m)
+        pos = 0
+        while pos < m:
+            length = int(rng.uniform(0.12, 0.3) * SAMPLE_RATE)
+            take = min(length, m - pos)
+            envelope[pos:pos + take] = rng.lognormal(0.0, 0.35) * np.hanning(length)[:take]
+            pos += length + int(rng.choice([0.02, 0.05, 0.08, 0.35], p=[0.5, 0.3, 0.12, 0.08]) * SAMPLE_RATE)
+        noise = rng.standard_normal(m) * 0.15
+        out[lo:lo + m] = (0.05 * envelope * (voice + noise)).astype(np.float32)
+    return out
+
+
+def segments_for(num_samples: int, seed: int = 1) -> list[SegmentSpan]:
+    rng = np.random.default_rng(seed)
+    kinds = ["sentence"] * 6 + ["clause"] * 2 + ["paragraph"]
+    segments = []
+    start = 0
+    while start < num_samples:
+        end = min(num_samples, start + int(rng.uniform(3.0, 8.0) * SAMPLE_RATE))
+        kind = kinds[rng.integers(len(kinds))]
+        segments.append(SegmentSpan(start, end, text=f"Sentence {len(segments) + 1}.", boundary=kind))
+        start = end
+    segments[-1] = SegmentSpan(segments[-1].start, segments[-1].end, segments[-1].text, "chapter")
+    return segments
+
+
+def peak_rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--lossy", default="mp3", help="mp3, opus, aac or none")
+    parser.add_argument("--out", default=None, help="output folder (default: a temporary one)")
+    args = parser.parse_args()
+
+    audio = speech_like(args.minutes * 60.0)
+    segments = segments_for(len(audio))
+    options = FinishOptions(lossy_format=None if args.lossy == "none" else args.lossy)
+    plr = true_peak_db(audio) - integrated_loudness(audio, SAMPLE_RATE)
+    print(f"input: {len(audio) / SAMPLE_RATE / 60:.1f} min, {len(segments)} segments, "
+          f"peak-to-loudness ratio {plr:.1f} dB, peak RSS after synthesis "
+          f"{peak_rss_mb(resource.RUSAGE_SELF):.0f} MB", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out) if args.out else Path(tmp)
+        started = time.perf_counter()
+        chapter = finish_chapter(audio, segments, out, 0, "Chapter One", options, "Bench Book", "Bench Author")
+        chapter_s = time.perf_counter() - started
+        print(f"finish_chapter: {chapter_s:.1f} s wall "
+              f"(stitch + loudness + limiter + FLAC + {options.lossy_format or 'no lossy'} + subtitles)")
+        print(f"  input {chapter.input_lufs:.2f} LUFS -> output {chapter.output_lufs:.2f} LUFS, "
+              f"gain {chapter.gain_db:+.2f} dB, limiter up to {chapter.limiter_reduction_db:.2f} dB, "
+              f"true peak {chapter.true_peak_dbtp:.2f} dBTP")
+        print(f"  peak RSS of this process so far: {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB")
+        started = time.perf_counter()
+        finish_book([chapter], out / "book.m4b", "Bench Book", "Bench Author", options=options)
+        book_s = time.perf_counter() - started
+        print(f"finish_book (M4B, AAC {options.m4b_bitrate}): {book_s:.1f} s wall")
+        print(f"total: {chapter_s + book_s:.1f} s wall for {args.minutes:.0f} min of audio")
+        print(f"peak RSS: this process {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB; largest child "
+              f"(ffmpeg; counts pages shared with this process at fork) "
+              f"{peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
