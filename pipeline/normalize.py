@@ -46,8 +46,7 @@ _ABBREVIATION_RE = re.compile(
     r"|(?<![A-Za-z])(No|Nos|no)\.(?= ?\d)"
 )
 _ROMAN_RE = re.compile(
-    r"(?=[abcpsv])\b(" + "|".join(en.ROMAN_CONTEXT_WORDS) + r")(\.?\s+)([IVXLCDM]+)\b(?![.'’]?[A-Za-z])",
-    re.IGNORECASE,
+    r"(?=[abcpsvABCPSV])\b(?i:(" + "|".join(en.ROMAN_CONTEXT_WORDS) + r"))(\.?\s+)([IVXLCDM]+)\b(?![.'’]?[A-Za-z])"
 )
 
 # --- numbers -------------------------------------------------------------------
@@ -63,7 +62,7 @@ _NUMBER_RE = re.compile(
     rf"|(?P<md>\b(?P<md_month>{_MONTH_NAMES})\.? (?P<md_day>\d{{1,2}})(?:st|nd|rd|th)?(?![\d:])(?:,? (?P<md_year>\d{{4}})(?!\d))?)"
     rf"|(?P<dm>(?<![\d.,])(?P<dm_day>\d{{1,2}})(?:st|nd|rd|th)? (?P<dm_month>{_MONTH_NAMES})\b\.?(?:,? (?P<dm_year>\d{{4}})(?!\d))?)"
     rf"|(?P<time>(?<![\d:.])(?P<hour>\d{{1,2}}):(?P<minute>\d{{2}})(?!\d)(?::(?P<second>\d{{2}})(?!\d))?"
-    rf"(?: ?(?P<ampm>[AaPp])\.?[Mm]\b\.?)?)"
+    rf"(?: ?(?P<ampm>[AaPp])(?:\.[Mm]\.?|[Mm]\b))?)"
     rf"|(?P<money>(?P<currency>US\$|[$£€¥￥₹]) ?(?P<amount>{_NUM})(?: (?P<scale>thousand|million|billion|trillion)\b)?)"
     rf"|(?P<percent>(?P<pct_neg>(?<![\w.])-)?(?P<pct>{_NUM}) ?[%％])"
     rf"|(?P<ordinal>(?<![\d.,])(?P<ord>\d+)(?:st|nd|rd|th|(?<=[23])d)\b)"
@@ -97,6 +96,11 @@ _PUNCT_AFTER_DASH = frozenset(".,;:!?…。！？，；：、”’\"')）]」�
 _SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([,.;:!?…)\]}。！？，；：、）」』])")
 _SPACE_BETWEEN_CJK_RE = re.compile(rf"(?<=[{_CJK_CLASS}]) (?=[{_CJK_CLASS}])")
 _SPACES_RE = re.compile(r"\s+")
+_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+_DIGIT_RE = re.compile(r"\d")  # every numeric pattern holds a digit
+_ROMAN_HINT_RE = re.compile(r"[IVXLCDM]\b")
+_SYMBOL_HINT_RE = re.compile(r"[&+=×÷]")
+_DASH_HINT_RE = re.compile(r"[—―]| [–-] ")
 
 
 def speak_pieces(pieces: Sequence[Piece], language: str) -> str:
@@ -126,14 +130,19 @@ def to_spoken(text: str, language: str) -> str:
     """Spoken form of plain text (no inline controls) whose main language is `language`."""
     if not text:
         return text
+    # Each rule runs only where its trigger characters occur: this is the hot path of planning.
     if "@" in text or "://" in text or "www." in text:
         text = _URL_RE.sub(lambda m: _speak_url(m, language), text)
-    text = _ROMAN_RE.sub(_speak_roman, text)
+    if _ROMAN_HINT_RE.search(text):
+        text = _ROMAN_RE.sub(_speak_roman, text)
     text = _ABBREVIATION_RE.sub(_speak_abbreviation, text)
-    text = _NUMBER_RE.sub(lambda m: _speak_number(m, language), text)
-    text = _AMPERSAND_RE.sub(" and ", text)
-    text = _SPACED_SYMBOL_RE.sub(lambda m: _SYMBOL_WORDS[_context(m, language)][m.group(1)], text)
-    text = _DASH_RE.sub(lambda m: _speak_dash(m, language), text)
+    if _DIGIT_RE.search(text):
+        text = _NUMBER_RE.sub(lambda m: _speak_number(m, language), text)
+    if _SYMBOL_HINT_RE.search(text):
+        text = _AMPERSAND_RE.sub(" and ", text)
+        text = _SPACED_SYMBOL_RE.sub(lambda m: _SYMBOL_WORDS[_context(m, language)][m.group(1)], text)
+    if _DASH_HINT_RE.search(text):
+        text = _DASH_RE.sub(lambda m: _speak_dash(m, language), text)
     text = _UNSPOKEN_RE.sub(" ", text)
     text = _tidy(text)
     return text.translate(_STRAIGHT_QUOTES) if language == "en" else text
@@ -151,7 +160,8 @@ def _speak_dash(m: re.Match, language: str) -> str:
 def _tidy(text: str) -> str:
     text = _SPACES_RE.sub(" ", text)
     text = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text)
-    text = _SPACE_BETWEEN_CJK_RE.sub("", text)
+    if _CJK_RE.search(text):
+        text = _SPACE_BETWEEN_CJK_RE.sub("", text)
     return text.strip()
 
 
@@ -309,6 +319,8 @@ def _en_time(m: re.Match) -> str | None:
         spoken += f" and {en.cardinal(int(m.group('second')))} seconds"
     if ampm:
         spoken += " a m" if ampm.lower() == "a" else " p m"
+        if m.group(0).endswith(".") and m.end() == len(m.string):
+            spoken += "."  # "p.m." also ended the sentence
     return spoken
 
 

@@ -7,7 +7,9 @@ estimated frames, language, lexicon entries that touched it, and its key.
 Segment boundaries never depend on the lexicon (segments are packed by the
 lexicon-free duration estimate), so a lexicon change only changes the model
 text of the segments it touches and, through the carryover, the key of the
-segment after each of them.
+segment after each of them. The lexicon applies within a segment's units
+(sentences, or pieces of an over-long sentence), so a term is not matched
+across such a cut.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pipeline.normalize_inline import count_pinyin_syllables, split_controls
 from pipeline.normalize_script import LANGUAGES, detect_language
 from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions
 from pipeline.segment import (
-    BOUNDARY_KINDS, FRAMES_PER_SECOND, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
+    BOUNDARY_KINDS, FRAMES_PER_SECOND, Cut, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
     seconds_to_frames, segment_paragraph,
 )
 
@@ -136,6 +138,7 @@ class _Planner:
         self.default_language = book.language if book.language in LANGUAGES else "en"
         self.left_out: list[str] = []
         self.warnings: list[str] = []
+        self._memo: dict[str, tuple[str, float]] = {}
 
     def language(self, text: str) -> str:
         if self.options.language != "auto":
@@ -145,24 +148,46 @@ class _Planner:
         syllables = sum(count_pinyin_syllables(piece) for piece, kind in pieces if kind == "pinyin")
         return detect_language(plain, pinyin_syllables=syllables, default=self.default_language)
 
-    def measure(self, text: str) -> float:
-        """Seconds to say `text` without the lexicon: segment boundaries must not depend on it."""
-        return estimate_seconds(speak_pieces(split_controls(text), self.language(text)), self.options.rates)
+    def spoken(self, unit: str) -> tuple[str, float]:
+        """Lexicon-free model text and seconds of one unit (remembered within a paragraph)."""
+        unit = unit.strip()
+        found = self._memo.get(unit)
+        if found is None:
+            model_text = speak_pieces(split_controls(unit), self.language(unit))
+            found = (model_text, estimate_seconds(model_text, self.options.rates))
+            self._memo[unit] = found
+        return found
+
+    def measure(self, unit: str) -> float:
+        """Seconds to say a unit without the lexicon: segment boundaries must not depend on it."""
+        return self.spoken(unit)[1]
+
+    def model_text(self, units: list[str]) -> tuple[str, list[str]]:
+        """A segment's model text from its units (lexicon applied to each), and the lexicon entries used."""
+        parts: list[str] = []
+        used: list[str] = []
+        for i, unit in enumerate(units):
+            pieces, unit_used = self.lexicon.apply(split_controls(unit.strip())) if self.lexicon else ([], [])
+            spoken = speak_pieces(pieces, self.language(unit)) if unit_used else self.spoken(unit)[0]
+            used.extend(unit_used)
+            if parts and spoken and (units[i - 1][-1:].isspace() or unit[:1].isspace()):
+                parts.append(" ")
+            parts.append(spoken)
+        return "".join(parts).strip(), list(dict.fromkeys(used))
 
     def chapter(self, index: int, chapter: Chapter) -> list[PlanSegment]:
         segments: list[PlanSegment] = []
         previous_text: str | None = None
         for paragraph_index, paragraph in enumerate(chapter.paragraphs):
-            for text, boundary in self._cuts(index, chapter, paragraph):
-                language = self.language(text)
-                pieces, used = self.lexicon.apply(split_controls(text)) if self.lexicon else (split_controls(text), [])
-                model_text = speak_pieces(pieces, language)
+            for cut in self._cuts(index, chapter, paragraph):
+                text = paragraph.text[cut.start:cut.end].strip()
+                model_text, used = self.model_text([paragraph.text[a:b] for a, b in cut.units])
                 if not is_speakable(model_text):
                     self.left_out.append(text)
                     if segments:  # keep the pause that the left-out piece stood for
-                        segments[-1] = replace(segments[-1], boundary=_stronger(segments[-1].boundary, boundary))
+                        segments[-1] = replace(segments[-1], boundary=_stronger(segments[-1].boundary, cut.boundary))
                     continue
-                seconds = estimate_seconds(model_text, self.options.rates)
+                seconds = estimate_seconds(model_text, self.options.rates) if used else cut.seconds
                 if seconds > self.options.max_seconds:
                     self.warnings.append(
                         f"chapter {index + 1} {chapter.title!r}, segment {len(segments)}: the lexicon made it "
@@ -170,21 +195,22 @@ class _Planner:
                 segments.append(PlanSegment(
                     book=self.book.title, chapter_index=index, chapter_title=chapter.title,
                     segment_index=len(segments), paragraph_index=paragraph_index, text=text,
-                    model_text=model_text, boundary=boundary, est_frames=seconds_to_frames(seconds),
-                    language=language, lexicon_entries=tuple(used),
+                    model_text=model_text, boundary=cut.boundary, est_frames=seconds_to_frames(seconds),
+                    language=self.language(text), lexicon_entries=tuple(used),
                     key=self.key_inputs.key(model_text, previous_text),
                 ))
                 previous_text = model_text
+            self._memo.clear()
         if segments:
             segments[-1] = replace(segments[-1], boundary="chapter")
         return segments
 
-    def _cuts(self, index: int, chapter: Chapter, paragraph: Paragraph) -> list[tuple[str, str]]:
+    def _cuts(self, index: int, chapter: Chapter, paragraph: Paragraph) -> list[Cut]:
         try:
-            cuts = segment_paragraph(paragraph.text, self.measure, self.options.target_seconds,
+            return segment_paragraph(paragraph.text, self.measure, self.options.target_seconds,
                                      self.options.max_seconds)
         except UnsplittableError as e:
-            word = paragraph.text[e.start:e.end].strip()
+            word = paragraph.text[e.start:e.end]
             excerpt = word if len(word) <= 60 else word[:57] + "..."
             raise InputError(
                 self.book.source,
@@ -193,7 +219,6 @@ class _Planner:
                 f"over the {self.options.max_seconds:g} s maximum for a segment",
                 "break it with spaces or punctuation, shorten it, or give it a short respelling in the lexicon",
             ) from None
-        return [(paragraph.text[c.start:c.end].strip(), c.boundary) for c in cuts]
 
 
 def build_plan(book: Book, options: PlanOptions, lexicon: Lexicon | None, key_inputs: KeyInputs) -> Plan:

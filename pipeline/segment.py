@@ -10,6 +10,12 @@ a pause marker.
 Cuts cover the paragraph exactly: consecutive cuts share their edges, and each
 segment's text is its cut with the surrounding whitespace stripped, so joining
 the cuts gives back the paragraph.
+
+Durations add up: a cut lists the units (sentences, or the clause and word
+pieces of an over-long sentence) it was packed from, each measured on its own,
+and a segment's model text is its units' spoken forms joined. So a segment's
+estimate is the sum of its units' estimates, each unit is normalized once, and
+where a sentence ends never changes how the next one reads.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pipeline.normalize_inline import Control, find_controls, split_controls, count_pinyin_syllables
-from pipeline.normalize_script import HAN_CLASS, count_han, is_han
+from pipeline.normalize_script import HAN_CLASS, count_han, is_cjk, is_han
 
 FRAMES_PER_SECOND = 12.5
 
@@ -36,6 +42,7 @@ _CLAUSE_END_RE = re.compile(rf"(?:[,;:]+[{_CLOSERS}]*(?=\s)|[，、；：]+[{_CL
 _WORD_BEFORE_RE = re.compile(r"(?<![A-Za-z.])([A-Za-z][A-Za-z.]*)\.$")
 _SPACES_RE = re.compile(r"\s+")
 _SPEAKABLE_RE = re.compile(rf"[A-Za-z0-9\u00c0-\u024f\u0250-\u02af{HAN_CLASS}]")
+_SPEAKABLE_RUN_RE = re.compile(rf"[A-Za-z0-9\u00c0-\u024f\u0250-\u02af{HAN_CLASS}]+")
 # A period after these does not end a sentence: titles come before a name, ...
 _TITLE_ABBREVIATIONS = frozenset("mr mrs ms dr prof st capt col gen lt sgt rev hon gov mt ft vs e.g i.e cf approx".split())
 # ... and these before a number ("No. 5", "Jan. 12"; but "he said no. Then" ends one).
@@ -67,7 +74,7 @@ def estimate_seconds(model_text: str, rates: SpeakingRates) -> float:
         else:
             piece_han = count_han(piece)
             han += piece_han
-            latin += len(_SPEAKABLE_RE.findall(piece)) - piece_han
+            latin += sum(map(len, _SPEAKABLE_RUN_RE.findall(piece))) - piece_han
     return han / rates.zh + latin / rates.en + pause
 
 
@@ -86,6 +93,8 @@ class Cut:
     start: int
     end: int
     boundary: str  # "clause" | "sentence" | "paragraph": the kind of boundary after this cut
+    units: tuple[tuple[int, int], ...]  # the measured pieces it is made of, in order, covering start..end
+    seconds: float  # the sum of the units' measures
 
 
 class UnsplittableError(Exception):
@@ -116,12 +125,17 @@ def sentence_ends(text: str, protected: _Protected | None = None) -> list[int]:
         end = m.end()
         if end >= len(text) or protected.inside(m.start()) or protected.inside(end):
             continue
-        if m.group(0)[0] in _CJK_SENTENCE_END:
+        if m.group(0)[0] in _CJK_SENTENCE_END or _chinese_ellipsis(text, m.start(), m.group(0), end):
             ends.append(end)
         elif text[end].isspace() and _ends_sentence(text, m.start(), m.group(0), end):
             ends.append(end)
     ends.append(len(text))
     return ends
+
+
+def _chinese_ellipsis(text: str, start: int, mark: str, end: int) -> bool:
+    """An ellipsis in Chinese text ends a sentence without a following space: 嗯……“走吧。”"""
+    return mark[0] == "…" and start > 0 and is_cjk(text[start - 1]) and not text[end].isspace()
 
 
 def _ends_sentence(text: str, start: int, mark: str, end: int) -> bool:
@@ -152,78 +166,77 @@ def segment_paragraph(
 ) -> list[Cut]:
     """Cuts of one clean paragraph into segments of at most `max_seconds` each.
 
-    `measure` gives the estimated seconds of a piece of text. Sentences are packed
-    while the total stays within `target_seconds`; a single sentence may run up to
-    `max_seconds`; a longer one is cut at clauses, then between words. Raises
-    UnsplittableError for a single word longer than `max_seconds`.
+    `measure` gives the estimated seconds of a unit of text (called once per
+    unit). Sentences are packed while their total stays within `target_seconds`;
+    a single sentence may run up to `max_seconds`; a longer one is cut at
+    clauses, then between words. Raises UnsplittableError for a single word
+    longer than `max_seconds`.
     """
     if not text:
         return []
     protected = _Protected(find_controls(text))
-    units: list[tuple[int, int, float, str]] = []  # (start, end, seconds, boundary after)
-    start = 0
-    for end in sentence_ends(text, protected):
-        seconds = measure(text[start:end])
-        if seconds <= max_seconds:
-            units.append((start, end, seconds, "sentence"))
-        else:
-            units.extend(_split_long(text, start, end, measure, target_seconds, max_seconds, protected))
-        start = end
-    groups = _pack(units, target_seconds)
-    cuts = [Cut(start, end, boundary) for start, end, _, boundary in groups]
-    cuts[-1] = Cut(cuts[-1].start, len(text), "paragraph")
+    ends = sentence_ends(text, protected)
+    sentences = [(start, end) for start, end in zip([0] + ends, ends)]
+
+    def unsplittable(start: int, end: int) -> list[Cut]:
+        word = text[start:end]
+        raise UnsplittableError(start + len(word) - len(word.lstrip()), start + len(word.rstrip()), measure(word))
+
+    def words(start: int, end: int) -> list[Cut]:
+        spans = _pieces(text, start, end, _word_cuts(text, start, end, protected))
+        return _greedy(text, spans, "clause", measure, target_seconds, max_seconds, unsplittable)
+
+    def clauses(start: int, end: int) -> list[Cut]:
+        spans = _pieces(text, start, end, _clause_cuts(text, start, end, protected))
+        return _greedy(text, spans, "clause", measure, target_seconds, max_seconds, words)
+
+    groups = _greedy(text, sentences, "sentence", measure, target_seconds, max_seconds, clauses)
+    # Each cut runs to where the next begins, so the whitespace between them is never lost.
+    cuts = [Cut(g.start, nxt.start, g.boundary, g.units, g.seconds) for g, nxt in zip(groups, groups[1:])]
+    last = groups[-1]
+    cuts.append(Cut(last.start, len(text), "paragraph", last.units, last.seconds))
     return cuts
 
 
-_Unit = tuple[int, int, float, str]  # (start, end, seconds, boundary after)
+def _greedy(
+    text: str,
+    spans: list[tuple[int, int]],
+    boundary: str,
+    measure: Callable[[str], float],
+    target_seconds: float,
+    max_seconds: float,
+    split: Callable[[int, int], list[Cut]],
+) -> list[Cut]:
+    """Consecutive spans grouped greedily while a group's total stays within the target.
 
-
-def _pack(units: list[_Unit], target_seconds: float) -> list[_Unit]:
-    """Consecutive units grouped greedily while their total stays within the target.
-
-    A group ends where the next group starts, so groups cover the units' span
-    without gaps. A unit longer than the target makes a group of its own.
+    A span that alone is longer than `max_seconds` is replaced by `split(start, end)`,
+    groups of its smaller parts. No group measures more than `max_seconds`.
     """
-    groups: list[_Unit] = []
-    group_start, group_seconds, previous = -1, 0.0, ""
-    for start, end, seconds, boundary in units:
-        if group_start >= 0 and group_seconds + seconds > target_seconds:
-            groups.append((group_start, start, group_seconds, previous))
-            group_start, group_seconds = -1, 0.0
-        if group_start < 0:
-            group_start = start
-        group_seconds += seconds
-        previous = boundary
-    if group_start >= 0:
-        groups.append((group_start, units[-1][1], group_seconds, previous))
+    groups: list[Cut] = []
+    group: Cut | None = None
+    for start, end in spans:
+        seconds = measure(text[start:end])
+        if seconds > max_seconds:
+            if group is not None:
+                groups.append(group)
+            parts = split(start, end)
+            groups.extend(parts[:-1])
+            group = Cut(parts[-1].start, parts[-1].end, boundary, parts[-1].units, parts[-1].seconds)
+        elif group is not None and group.seconds + seconds <= target_seconds:
+            group = Cut(group.start, end, boundary, group.units + ((start, end),), group.seconds + seconds)
+        else:
+            if group is not None:
+                groups.append(group)
+            group = Cut(start, end, boundary, ((start, end),), seconds)
+    if group is not None:
+        groups.append(group)
     return groups
 
 
-def _split_long(text: str, start: int, end: int, measure: Callable[[str], float], target_seconds: float,
-                max_seconds: float, protected: _Protected) -> list[_Unit]:
-    """An over-long sentence as clause-sized units: clauses first, then words."""
-    units = []
-    for piece_start, piece_end in _pieces(text, start, end, _clause_cuts(text, start, end, protected)):
-        seconds = measure(text[piece_start:piece_end])
-        if seconds <= max_seconds:
-            units.append((piece_start, piece_end, seconds, "clause"))
-            continue
-        words = []
-        for word_start, word_end in _pieces(text, piece_start, piece_end, _word_cuts(text, piece_start, piece_end, protected)):
-            word_seconds = measure(text[word_start:word_end])
-            if word_seconds > max_seconds:
-                raise UnsplittableError(word_start, word_end, word_seconds)
-            words.append((word_start, word_end, word_seconds, "clause"))
-        units.extend(_pack(words, target_seconds))
-    if units:
-        last = units[-1]
-        units[-1] = (last[0], last[1], last[2], "sentence")
-    return units
-
-
 def _pieces(text: str, start: int, end: int, cuts: list[int]) -> list[tuple[int, int]]:
-    edges = [start] + [c for c in cuts if start < c < end] + [end]
-    return [(a, b) for a, b in zip(edges, edges[1:]) if text[a:b].strip()] or [(start, end)]
+    """The span start..end cut at `cuts` (a whitespace-only piece joins the one before it)."""
+    edges = [start] + [c for c in cuts if start < c < end and text[c:end].strip()] + [end]
+    return list(zip(edges, edges[1:]))
 
 
 def _clause_cuts(text: str, start: int, end: int, protected: _Protected) -> list[int]:
