@@ -131,8 +131,10 @@ class MossAudioCodec(nn.Module):
         else:
             raise ValueError(f"partial_frame must be 'drop' or 'pad', got {partial_frame!r}")
         frames = int(code_lengths.max()) if B else 0
-        positions = torch.arange(N, device=waveforms.device)
-        waveforms = torch.where(positions < lengths.to(waveforms.device).view(-1, 1), waveforms, 0.0)
+        if B and int(lengths.min()) < N:
+            waveforms = waveforms.clone()
+            for row, n in enumerate(lengths.tolist()):
+                waveforms[row, n:] = 0  # padding content must not reach a kept partial frame
         if frames * spf > N:
             waveforms = torch.nn.functional.pad(waveforms, (0, frames * spf - N))
         encoder = StreamingEncoder(self, B, n_codebooks, max_chunk_frames=chunk_frames)

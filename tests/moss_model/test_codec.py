@@ -55,6 +55,9 @@ def test_partial_frame_pad_keeps_the_last_samples(codec):
     dropped, dropped_lengths = codec.encode(x, lengths)
     assert dropped_lengths.tolist() == [4, 3]
     assert torch.equal(codes[:, :, :3], dropped[:, :, :3]) and torch.equal(codes[0, :, :4], dropped[0, :, :4])
+    # the kept partial frame sees zeros past the length, not the noise that pads the batch row
+    alone = codec.encode(x[:1, : 4 * SPF + 1], partial_frame="pad").codes
+    assert torch.equal(codes[:1], alone)
 
 
 @pytest.mark.parametrize("n_samples", [13 * SPF, 13 * SPF + 700])
