@@ -73,17 +73,21 @@ def _checked(text: str, path: str | Path, data: bytes) -> str:
 
 
 def _guess_utf16(data: bytes) -> str | None:
-    """UTF-16 without a BOM: ASCII-range characters leave a NUL in every other byte."""
-    sample = data[:4096]
-    if len(sample) < 4 or len(sample) % 2:
+    """UTF-16 without a BOM: NUL bytes (from ASCII-range characters) mostly on one side of each pair,
+    and the decoded text printable."""
+    sample = data[:65536]
+    if len(data) % 2 or b"\x00" not in sample:
         return None
-    even_nuls = sample[0::2].count(0) / (len(sample) / 2)
-    odd_nuls = sample[1::2].count(0) / (len(sample) / 2)
-    if odd_nuls > 0.3 and even_nuls < 0.05:
-        return "utf-16-le"
-    if even_nuls > 0.3 and odd_nuls < 0.05:
-        return "utf-16-be"
-    return None
+    even_nuls, odd_nuls = sample[0::2].count(0), sample[1::2].count(0)
+    encoding = "utf-16-le" if odd_nuls > 4 * even_nuls else "utf-16-be" if even_nuls > 4 * odd_nuls else None
+    if encoding is None:
+        return None
+    try:
+        text = sample.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
+    return encoding if printable >= 0.95 * len(text) else None
 
 
 def _looks_like_gb18030(data: bytes) -> bool:

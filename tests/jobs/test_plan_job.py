@@ -1,0 +1,100 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import pipeline.run  # noqa: F401  (registers the ${stem:...} resolver the config uses)
+from jobs import JOBS, get_job
+from jobs.plan import key_inputs, plan_options, run
+from pipeline.plan import read_plan
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = PROJECT_ROOT / "pipeline" / "samples" / "sample_book.md"
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base=None):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run([sys.executable, "-m", "pipeline.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_defaults():
+    cfg = config()
+    assert cfg.job.name == "plan"
+    assert cfg.input == "pipeline/samples/sample_book.md"
+    assert cfg.output == "outputs/sample_book"
+    assert cfg.lexicon is None and cfg.language == "auto"
+    options = plan_options(cfg)  # typed dataclasses from here on
+    assert (options.target_seconds, options.max_seconds) == (18.0, 30.0)
+    assert "cover" in options.read.skip_kinds and options.read.chapter_pattern is None
+    assert key_inputs(cfg).decoding["audio_top_k"] == 25
+
+
+def test_plan_job_writes_the_plan_and_prints_a_summary(tmp_path, capsys):
+    cfg = config(f"input={SAMPLE}", f"output={tmp_path / 'out'}")
+    summary = run(cfg)
+    printed = capsys.readouterr().out
+    segments, metadata = read_plan(tmp_path / "out" / "plan.parquet")
+    assert summary.chapters == 3 and summary.segments == len(segments) > 3
+    assert summary.characters == sum(len(s.text) for s in segments)
+    assert summary.seconds == pytest.approx(sum(s.est_frames for s in segments) / 12.5)
+    for line in ("chapters:   3", f"segments:   {len(segments)}", "characters:", "estimated narration time:",
+                 "warnings (0): none"):
+        assert line in printed
+    assert metadata["book"] == "The Lighthouse Keeper's Ledger"
+    assert segments[0].model_text == "Chapter one: The Ledger"
+
+
+def test_plan_job_options_reach_the_plan(tmp_path):
+    lexicon = tmp_path / "lexicon.tsv"
+    lexicon.write_text("Gannet Point\tGAN-it Point\nUnused\tun-yoozd\n", encoding="utf-8")
+    cfg = config(f"input={SAMPLE}", f"output={tmp_path}", f"lexicon={lexicon}", "plan.max_seconds=12",
+                 "plan.target_seconds=6", "narration.voice_id=other")
+    summary = run(cfg)
+    segments, metadata = read_plan(tmp_path / "plan.parquet")
+    assert max(s.est_frames for s in segments) <= 12 * 12.5
+    assert any(s.lexicon_entries == ("Gannet Point",) and "GAN-it Point" in s.model_text for s in segments)
+    assert summary.warnings == ["lexicon entries that matched nothing: 'Unused' (line 2)"]
+    assert metadata["key_inputs"]["voice_id"] == "other"
+
+
+def test_registry_lists_valid_choices():
+    assert "plan" in JOBS and callable(get_job("plan"))
+    with pytest.raises(ValueError, match="unknown job 'narate'; valid choices: plan"):
+        get_job("narate")
+
+
+def test_cli_runs_without_chdir_or_litter(tmp_path):
+    out = tmp_path / "out"
+    result = cli("job=plan", f"input={SAMPLE}", f"output={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "plan: The Lighthouse Keeper's Ledger" in result.stdout
+    assert (out / "plan.parquet").is_file() and (out / ".hydra" / "config.yaml").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing else written where it ran
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    result = cli(f"input={empty}", f"output={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {empty}: the file is empty. What to do:")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "plan.parquet").exists()
+
+
+def test_cli_unknown_job_lists_the_choices(tmp_path):
+    result = cli("job.name=narate", f"output={tmp_path / 'out'}", cwd=PROJECT_ROOT)
+    assert result.returncode != 0
+    assert "unknown job 'narate'; valid choices: plan" in result.stderr
+    result = cli("job=narate", f"output={tmp_path / 'out'}", cwd=PROJECT_ROOT)
+    assert result.returncode != 0
+    assert "Available options in 'job'" in result.stderr and "plan" in result.stderr
