@@ -150,8 +150,9 @@ def to_spoken(text: str, language: str) -> str:
 
 def _speak_dash(m: re.Match, language: str) -> str:
     """A dash is a pause: a comma, unless it stands at an edge of the text or beside punctuation."""
-    before = m.string[:m.start()].rstrip()[-1:]
-    after = m.string[m.end():].lstrip()[:1]
+    # The match took the whitespace around the dash, so its neighbours are the characters beside it.
+    before = m.string[m.start() - 1:m.start()]
+    after = m.string[m.end():m.end() + 1]
     if not before or not after or before in _PUNCT_BEFORE_DASH or after in _PUNCT_AFTER_DASH:
         return " "
     return "，" if _context(m, language) == "zh" else ", "

@@ -81,12 +81,17 @@ def count_pinyin_syllables(text: str) -> int:
 
 def split_controls(text: str) -> list[tuple[str, str | None]]:
     """`text` cut into (piece, control kind or None for plain text); joining the pieces gives `text`."""
-    pieces: list[tuple[str, str | None]] = []
+    return [(piece, control.kind if control else None) for piece, control in split_with_controls(text)]
+
+
+def split_with_controls(text: str) -> list[tuple[str, Control | None]]:
+    """Like `split_controls`, with each control's details (such as a marker's pause)."""
+    pieces: list[tuple[str, Control | None]] = []
     pos = 0
     for c in find_controls(text):
         if c.start > pos:
             pieces.append((text[pos:c.start], None))
-        pieces.append((text[c.start:c.end], c.kind))
+        pieces.append((text[c.start:c.end], c))
         pos = c.end
     if pos < len(text):
         pieces.append((text[pos:], None))

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.normalize_inline import Control, find_controls, split_controls, count_pinyin_syllables
+from pipeline.normalize_inline import Control, count_pinyin_syllables, find_controls, split_with_controls
 from pipeline.normalize_script import HAN_CLASS, count_han, is_cjk, is_han
 
 FRAMES_PER_SECOND = 12.5
@@ -63,15 +63,14 @@ class SpeakingRates:
 
 def estimate_seconds(model_text: str, rates: SpeakingRates) -> float:
     """How long the model text takes to say: per-script character counts over the rates, plus pauses."""
-    han = 0
-    latin = 0
+    han = latin = 0
     pause = 0.0
-    for piece, kind in split_controls(model_text):
-        if kind == "marker":
-            pause += float(re.search(r"\d+(?:\.\d+)?", piece).group(0))
-        elif kind == "pinyin":
+    for piece, control in split_with_controls(model_text):
+        if control is not None and control.kind == "marker":
+            pause += control.pause_seconds
+        elif control is not None and control.kind == "pinyin":
             han += count_pinyin_syllables(piece)
-        else:
+        else:  # plain text or IPA
             piece_han = count_han(piece)
             han += piece_han
             latin += sum(map(len, _SPEAKABLE_RUN_RE.findall(piece))) - piece_han

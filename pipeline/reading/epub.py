@@ -190,7 +190,11 @@ class _EpubReader:
                 self.skipped.append(f"{item.path} ({', '.join(left_out)})")
                 continue
             entries = titles.get(item.path, [])
-            blocks = _text_blocks(doc, {fragment for fragment, _ in entries if fragment})
+            try:
+                blocks = _text_blocks(doc, {fragment for fragment, _ in entries if fragment})
+            except RecursionError:
+                raise InputError(self.path, item.path, "the page nests its elements too deeply to read",
+                                 "repair the page, e.g. by re-exporting the EPUB from its editor") from None
             if not blocks:
                 self.skipped.append(f"{item.path} (no text)")
                 continue
