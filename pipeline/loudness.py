@@ -264,23 +264,30 @@ def limit_true_peak(
 ) -> tuple[np.ndarray, float, float]:
     """Hold the true peak of ``audio`` under ``options.ceiling_db``.
 
-    Returns the limited audio (float32), the largest gain reduction applied in dB (0 when
-    the limiter did nothing) and the measured true peak of the result in dBTP. A further
-    pass runs in the rare case a pass leaves an inter-sample overshoot.
+    Returns the limited audio (float32), the gain reduction applied in dB (the deepest
+    reduction of each pass, summed over passes; 0 when the limiter did nothing) and the
+    measured true peak of the result in dBTP. A further pass runs in the rare case a pass
+    leaves an inter-sample overshoot; should three passes not suffice, a static gain
+    settles it, so the ceiling always holds.
     """
     x = np.asarray(audio, dtype=np.float32)
-    max_reduction = 0.0
+    reduction_db = 0.0
     ceiling = db_to_gain(options.ceiling_db)
     for _ in range(3):
         control = limiter_control(x, sample_rate, options)
         lowest = float(control.min())
         if lowest < 1.0:
             x = apply_control(x, control)
-            max_reduction = max(max_reduction, -gain_to_db(lowest))
+            reduction_db += -gain_to_db(lowest)
         peak = true_peak(x)
         if peak <= ceiling:
             break
-    return x, max_reduction, gain_to_db(peak)
+    if peak > ceiling:
+        scale = db_to_gain(options.ceiling_db - options.margin_db) / peak
+        x = x * np.float32(scale)
+        reduction_db += -gain_to_db(scale)
+        peak = true_peak(x)
+    return x, reduction_db, gain_to_db(peak)
 
 
 # --- normalization -----------------------------------------------------------------------

@@ -206,3 +206,13 @@ def test_near_silent_audio_is_not_boosted():
     silent = loudness.normalize_loudness(np.zeros(3 * RATE, np.float32), RATE, -18.0)
     assert silent.near_silent and silent.input_lufs == -math.inf
     assert not np.isnan(silent.audio).any() and not silent.audio.any()
+
+
+def test_ceiling_holds_even_if_the_limiter_falls_short(monkeypatch):
+    # simulate a limiter that does nothing: the static safety gain must still hold the ceiling
+    monkeypatch.setattr(loudness, "limiter_control", lambda x, rate, options: np.ones(len(x) // 16 + 2, np.float32))
+    x = speech_like(3.0, seed=6)
+    x *= np.float32(2.0 / np.abs(x).max())
+    y, reduction, measured = loudness.limit_true_peak(x, RATE, LimiterOptions(ceiling_db=-1.0))
+    assert reference_true_peak_db(y) <= -1.0
+    assert measured == pytest.approx(reference_true_peak_db(y), abs=1e-3) and reduction > 7.0
