@@ -21,7 +21,7 @@ import torch
 
 from moss_model.model import MossTTSDelayModel
 from moss_model.processor import Batch, MossTTSProcessor, Prompt
-from moss_model.sampling import DecodingParams, apply_repetition_penalty, row_keys, sample
+from moss_model.sampling import DecodingParams, apply_repetition_penalty, row_keys, sample, step_keys
 
 NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
@@ -94,10 +94,14 @@ class Generator:
         seeds: list[int],
         decoding: DecodingParams = DecodingParams(),
         max_new_frames: int = 1500,
-        sync_every: int = 8,
         stats: GenerationStats | None = None,
     ) -> list[RowResult]:
-        """Generate every prompt to its end (or its frame limit) in one batch."""
+        """Generate every prompt to its end (or its frame limit) in one batch.
+
+        The host reads the row states only when some row may leave audio: inside audio a row
+        needs just the two slot logits, and once it takes the delay slot it cannot sample text
+        for n_vq+1 steps, so the host knows in advance which steps need the full text head.
+        """
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         if max_new_frames < 1:
@@ -125,16 +129,20 @@ class Generator:
             torch.cuda.synchronize(device)
         decode_started = time.perf_counter()
         steps = 0
+        next_full_text = 0
         for step in range(max_steps):
             row = self._next_row(logits, state, step, keys, decoding, seen)
             out[:, step] = row
             steps = step + 1
             key_valid[:, T + step] = ~state.stopped
-            if (step + 1) % sync_every == 0 and bool(state.stopped.all()):
-                break
             if step + 1 == max_steps:
                 break
-            logits = model.step(row[:, None], next_position[:, None], key_valid, cache, start=T + step)
+            if step + 1 >= next_full_text:  # host sync: only here may a row have stopped
+                if bool(state.stopped.all()):
+                    break
+                next_full_text = step + 1 + self._steps_until_free_text(state)
+            text_ids = None if step + 1 >= next_full_text else self.slot_ids
+            logits = model.step(row[:, None], next_position[:, None], key_valid, cache, T + step, text_ids=text_ids)
             next_position = next_position + 1
         if stats is not None:
             if device.type == "cuda":
@@ -156,11 +164,25 @@ class Generator:
         seen[..., c.audio_pad_code] = False
         return seen
 
+    def _steps_until_free_text(self, state: RowState) -> int:
+        """Steps from the next one until some row may sample free text (0 = the next step)."""
+        never = 1 << 30
+        until = torch.where(state.in_audio, self.n_vq + 1, 0)  # a delay slot, then n_vq forced steps
+        until = torch.where(state.delay >= 1, self.n_vq + 1 - state.delay, until)
+        until = torch.where(state.stopped, never, until)
+        return int(until.min())
+
     def _next_row(self, logits, state: RowState, step: int, keys, decoding: DecodingParams, seen) -> torch.Tensor:
-        """Sample one row [B, 1+n_vq] for every request and advance the state machine."""
+        """Sample one row [B, 1+n_vq] for every request and advance the state machine.
+
+        logits.text holds the whole vocabulary, or only the two slot ids on steps where the
+        host knows that no row samples free text.
+        """
         c = self.model.config
-        text_logits = logits.text[:, -1].float()  # B, V
+        full_text = logits.text.shape[-1] != len(self.slot_ids)
+        text_logits = logits.text[:, -1].float()  # B, V (or B, 2)
         audio_logits = logits.audio[:, -1].float()  # B, n_vq, A
+        keys = step_keys(keys, step)
 
         delaying = state.delay >= 1
         forced_delay = ~state.stopped & delaying & (state.delay < self.n_vq)
@@ -169,17 +191,20 @@ class Generator:
         samples_text = ~state.stopped & ~delaying
 
         # Inside audio: only the generation slot or the delay slot (indexing copies the two logits).
-        slot_logits = text_logits[:, self.slot_ids]
-        # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
-        text_logits[:, self.free_text_forbidden] = float("-inf")
-        if step <= self.n_vq:
-            text_logits[:, c.im_end_token_id] = float("-inf")
-        free_text = sample(text_logits, decoding.text, keys, step, 0)
+        slot_logits = text_logits[:, self.slot_ids] if full_text else text_logits.clone()
+        if full_text:
+            # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
+            text_logits[:, self.free_text_forbidden] = float("-inf")
+            if step <= self.n_vq:
+                text_logits[:, c.im_end_token_id] = float("-inf")
+            free_text = sample(text_logits, decoding.text, keys, 0)
+        else:
+            free_text = torch.full_like(state.delay, c.pad_token_id)  # no row samples free text now
         if step == 0:
             slot_logits[:, 1] = float("-inf")
         frame_full = state.new_frames >= state.max_new_frames - 1
         slot_logits[:, 0] = slot_logits[:, 0].masked_fill(frame_full, float("-inf"))
-        slot_choice = self.slot_ids[sample(slot_logits, decoding.text, keys, step, 0)]
+        slot_choice = self.slot_ids[sample(slot_logits, decoding.text, keys, 0)]
         state.forced_close |= in_audio & samples_text & frame_full
 
         text = torch.where(in_audio, slot_choice, free_text)
@@ -195,7 +220,7 @@ class Generator:
         if seen is not None:
             audio_logits = apply_repetition_penalty(audio_logits, seen, decoding.audio.repetition_penalty)
         audio_logits[..., c.audio_pad_code] = float("-inf")
-        codes = sample(audio_logits, decoding.audio, keys, step, self.codebooks + 1)
+        codes = sample(audio_logits, decoding.audio, keys, self.codebooks + 1)
         codes = torch.where(open_codebooks, codes, torch.full_like(codes, c.audio_pad_code))
         if seen is not None:
             seen.scatter_(2, codes[..., None], True)

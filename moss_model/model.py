@@ -19,7 +19,7 @@ from moss_model.config import MossTTSConfig
 
 @dataclass
 class Logits:
-    text: torch.Tensor  # B, T, text_vocab
+    text: torch.Tensor  # B, T, text_vocab (or B, T, len(text_ids) when only some ids were scored)
     audio: torch.Tensor  # B, T, n_vq, audio_vocab+1 (the pad class is -inf)
 
 
@@ -77,10 +77,16 @@ class MossTTSDelayModel(nn.Module):
         audio = nn.functional.embedding(flat_ids, table).sum(dim=2)  # B, T, hidden
         return text + audio
 
-    def heads(self, hidden: torch.Tensor) -> Logits:
-        """hidden [B, T, hidden] -> logits of the text head and every audio head."""
-        text = hidden @ self.text_head.T
-        audio = torch.einsum("bth,kvh->btkv", hidden, self.audio_heads)
+    def heads(self, hidden: torch.Tensor, text_ids: torch.Tensor | None = None) -> Logits:
+        """hidden [B, T, hidden] -> logits of the text head and every audio head.
+
+        text_ids: score only these text tokens (inside audio the text channel chooses between
+        two slots; the full 150k-way head is the largest matmul of a small-batch step).
+        """
+        text_weight = self.text_head if text_ids is None else self.text_head[text_ids]
+        text = hidden @ text_weight.T
+        B, T, H = hidden.shape
+        audio = (hidden.reshape(B * T, H) @ self.audio_heads.view(-1, H).T).view(B, T, *self.audio_heads.shape[:2])
         audio[..., -1] = float("-inf")
         return Logits(text=text, audio=audio)
 
@@ -109,6 +115,7 @@ class MossTTSDelayModel(nn.Module):
         cache: KVCache,
         start: int,
         last_only: bool = True,
+        text_ids: torch.Tensor | None = None,
     ) -> Logits:
         """Run T new tokens that go into cache slots start..start+T-1; logits of the last (or all)."""
         T = input_ids.shape[1]
@@ -116,7 +123,7 @@ class MossTTSDelayModel(nn.Module):
         hidden = self.language_model(self.embed(input_ids), positions, mask, cache, start)
         if last_only:
             hidden = hidden[:, -1:]
-        return self.heads(hidden)
+        return self.heads(hidden, text_ids)
 
     def allocate_cache(self, batch: int, capacity: int) -> KVCache:
         return KVCache.allocate(self.config.backbone, batch, capacity, dtype=self.dtype, device=self.device)

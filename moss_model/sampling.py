@@ -75,12 +75,18 @@ def row_keys(seeds: torch.Tensor) -> torch.Tensor:
     return fmix32(low ^ fmix32(high + 0x9E3779B9))
 
 
-def uniform(keys: torch.Tensor, step: int, channel: torch.Tensor | int, token_ids: torch.Tensor) -> torch.Tensor:
+def step_keys(keys: torch.Tensor, step: int) -> torch.Tensor:
+    """The keys [B] of one generation step, shared by every channel of that step."""
+    return fmix32(keys ^ ((step * 0x27D4EB2F + 0x165667B1) & MASK32))
+
+
+def uniform(keys: torch.Tensor, channel: torch.Tensor | int, token_ids: torch.Tensor) -> torch.Tensor:
     """Uniform numbers in (0, 1) for each token id.
 
-    keys [B]; channel an int or a tensor broadcastable to token_ids[..., 0]; token_ids [B, ..., N].
+    keys [B] (from step_keys); channel an int or a tensor broadcastable to token_ids[..., 0];
+    token_ids [B, ..., N].
     """
-    h = fmix32(keys ^ ((step * 0x27D4EB2F + 0x165667B1) & MASK32))  # B
+    h = keys
     while h.dim() < token_ids.dim() - 1:
         h = h.unsqueeze(-1)
     h = fmix32(h ^ ((channel * 0x68E31DA4 + 0x1B873593) & MASK32))
@@ -103,8 +109,7 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 def sample(
     logits: torch.Tensor,  # B, ..., V (float)
     params: SamplingParams,
-    keys: torch.Tensor,  # B
-    step: int,
+    keys: torch.Tensor,  # B, from step_keys
     channel: torch.Tensor | int,
 ) -> torch.Tensor:
     """Token ids [B, ...]: greedy, or top-k then top-p then a seeded draw."""
@@ -123,6 +128,6 @@ def sample(
         probs = torch.softmax(values, dim=-1)
         before = torch.cumsum(probs, dim=-1) - probs  # mass of the better-ranked candidates
         values = values.masked_fill(before > params.top_p, float("-inf"))
-    noise = gumbel(uniform(keys, step, channel, ids))
+    noise = gumbel(uniform(keys, channel, ids))
     choice = (values + noise).argmax(dim=-1, keepdim=True)
     return ids.gather(-1, choice).squeeze(-1)

@@ -7,7 +7,7 @@ import torch
 
 from moss_model.generation import Generator
 from moss_model.processor import SpeechRequest
-from moss_model.sampling import DecodingParams, SamplingParams, row_keys, sample
+from moss_model.sampling import DecodingParams, SamplingParams, row_keys, sample, step_keys
 
 TEXTS = ["Hello there, this is the first request.", "Short.", "A third one, of middling length here."]
 
@@ -59,18 +59,18 @@ def naive_generate(model, prompt, seed, decoding, max_steps, max_new_frames):
             if new_frames >= max_new_frames - 1:
                 pair[:, 0] = float("-inf")
                 forced_close = True
-            choice = int(sample(pair, decoding.text, keys, step, 0))
+            choice = int(sample(pair, decoding.text, step_keys(keys, step), 0))
             text = [c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id][choice]
         else:
             for banned in (c.pad_token_id, c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id, c.audio_end_token_id):
                 text_logits[:, banned] = float("-inf")
             if step <= n_vq:
                 text_logits[:, c.im_end_token_id] = float("-inf")
-            text = int(sample(text_logits, decoding.text, keys, step, 0))
+            text = int(sample(text_logits, decoding.text, step_keys(keys, step), 0))
             if forced_close:
                 text = c.im_end_token_id
         audio_logits = logits.audio[:, -1].float().clone()
-        sampled = sample(audio_logits, decoding.audio, keys, step, torch.arange(n_vq) + 1)[0]
+        sampled = sample(audio_logits, decoding.audio, step_keys(keys, step), torch.arange(n_vq) + 1)[0]
         codes = [int(sampled[k]) if audio_len > k and (delay is None or k >= delay) else c.audio_pad_code for k in range(n_vq)]
         row = torch.tensor([text] + codes)
         rows.append(row)
@@ -173,12 +173,12 @@ def test_continuation_starts_inside_audio_and_leaves_the_prefix_out(tiny_model):
 
 def test_sampling_respects_top_k_and_top_p():
     logits = torch.tensor([[5.0, 4.0, 3.0, -1.0, -2.0]]).repeat(400, 1)
-    keys = row_keys(torch.arange(400))
-    picks = sample(logits, SamplingParams(temperature=1.0, top_k=2), keys, 0, 0)
+    keys = step_keys(row_keys(torch.arange(400)), 0)
+    picks = sample(logits, SamplingParams(temperature=1.0, top_k=2), keys, 0)
     assert set(picks.tolist()) == {0, 1}
-    picks = sample(logits, SamplingParams(temperature=1.0, top_p=0.5), keys, 0, 0)
+    picks = sample(logits, SamplingParams(temperature=1.0, top_p=0.5), keys, 0)
     assert set(picks.tolist()) == {0}  # token 0 alone holds over half the mass
-    picks = sample(logits, SamplingParams(temperature=1.0), keys, 0, 0)
+    picks = sample(logits, SamplingParams(temperature=1.0), keys, 0)
     share = (picks == 0).float().mean().item()
     expected = torch.softmax(logits[0], -1)[0].item()
     assert abs(share - expected) < 0.08

@@ -1,0 +1,142 @@
+"""Decode-step speed of the generation engine with random weights.
+
+    python bench/generate.py                              # tiny config on CPU, batches 1 8 32
+    python bench/generate.py --config 8b --device cuda --dtype bfloat16 --batches 1 16
+    python bench/generate.py --upstream /path/to/MOSS-TTS # also time the upstream loop, same weights
+
+Prints ms per decode step and steps (and rows) per second per batch size. The tiny config is the
+issue's anchor: hidden 64, 2 layers, 4 heads, 2 kv heads, n_vq 32, text vocab 151936. With
+--upstream (a local checkout of OpenMOSS/MOSS-TTS, never part of this project) the upstream
+generate() runs on identical weights in the same process and the speed-up is printed as a ratio.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # upstream wraps its loop in a progress bar
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from types import SimpleNamespace
+
+import torch
+
+from moss_model.config import BackboneConfig
+from moss_model.generation import GenerationStats, Generator
+from moss_model.model import MossTTSDelayModel
+from moss_model.processor import MossTTSProcessor, SpeechRequest, TextTokenizer
+from moss_model.sampling import DecodingParams
+from moss_model.tiny import build_tokenizer, shape_text_head, tiny_config
+
+EIGHT_B = BackboneConfig(
+    vocab_size=155648, hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
+    num_key_value_heads=8, intermediate_size=12288, head_dim=128,
+)
+
+
+def build(config_name: str, device: str, dtype: torch.dtype):
+    tokenizer = build_tokenizer()
+    ids = {token: tokenizer.token_to_id(token) for token in tokenizer.get_vocab() if token.startswith("<|")}
+    config = tiny_config(151936, special_ids=ids)
+    if config_name == "8b":
+        config = replace(config, backbone=EIGHT_B)
+    with torch.device(device):
+        model = MossTTSDelayModel(config).to(dtype)
+    model.init_non_persistent_buffers()
+    model.init_random_weights(seed=0)
+    # Steer the random model into audio and keep it there, so that every timed step is the
+    # steady state of narration (a frame per step), for us and for the upstream loop alike.
+    c = config
+    shape_text_head(model, {c.audio_start_token_id: 2.0, c.audio_assistant_gen_slot_token_id: 1.0,
+                            c.audio_assistant_delay_slot_token_id: -2.0, c.im_end_token_id: 2.0})
+    model.eval()
+    processor = MossTTSProcessor(TextTokenizer(tokenizer, fast=True), config)
+    return model, processor
+
+
+def time_ours(generator: Generator, prompts, steps: int, repeats: int) -> tuple[float, float]:
+    """(decode ms per step, total ms per step including prefill), median over repeats."""
+    decode, total = [], []
+    for _ in range(repeats + 1):  # the first run warms up
+        stats = GenerationStats()
+        generator.generate(prompts, list(range(len(prompts))), DecodingParams(), max_new_frames=steps, stats=stats)
+        decode.append(stats.decode_seconds / stats.steps * 1000)
+        total.append((stats.decode_seconds + stats.prefill_seconds) / stats.steps * 1000)
+    return statistics.median(decode[1:]), statistics.median(total[1:])
+
+
+def load_upstream(path: str, model: MossTTSDelayModel):
+    sys.path.insert(0, path)
+    from moss_tts_delay import modeling_moss_tts
+    from moss_tts_delay.configuration_moss_tts import MossTTSDelayConfig
+
+    def output(**fields):  # upstream's output class rejects transformers 5's `cache` field
+        fields.setdefault("past_key_values", fields.pop("cache", None))
+        return SimpleNamespace(**fields)
+
+    modeling_moss_tts.MossTTSDelayOutputWithPast = output
+    data = model.config.to_dict()
+    for key in ("model_type", "architectures"):
+        data.pop(key)
+    config = MossTTSDelayConfig(**data)
+    config.language_config._attn_implementation = "sdpa"
+    upstream = modeling_moss_tts.MossTTSDelayModel(config).to(model.device, model.dtype).eval()
+    upstream.load_state_dict({k: v.detach() for k, v in model.checkpoint_tensors().items()}, strict=True)
+    return upstream
+
+
+def time_upstream(upstream, batch, steps: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        upstream.generate(batch.input_ids.to(upstream.device), batch.attention_mask.to(upstream.device),
+                          max_new_tokens=steps)
+        if upstream.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - started) / steps * 1000)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=["tiny", "8b"], default="tiny")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA default)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--steps", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--upstream", default=None, help="local checkout of OpenMOSS/MOSS-TTS for the baseline")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    model, processor = build(args.config, args.device, dtype)
+    generator = Generator(model, processor)
+    upstream = load_upstream(args.upstream, model) if args.upstream else None
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    print(f"config={args.config} device={device_name} dtype={dtype} steps={args.steps}")
+    header = f"{'batch':>5} {'ms/step':>9} {'+prefill':>9} {'steps/s':>8} {'rows/s':>8}"
+    print(header + (f" {'upstream ms/step':>17} {'speed-up':>9}" if upstream else ""))
+    texts = ["The quick brown fox jumps over the lazy dog.", "Call me the narrator.", "Some years ago, never mind how long."]
+    rows_per_second = {}
+    for B in args.batches:
+        prompts = [processor.build_prompt(SpeechRequest(text=texts[i % len(texts)] * (1 + i % 3))) for i in range(B)]
+        decode_ms, total_ms = time_ours(generator, prompts, args.steps, args.repeats)
+        line = f"{B:>5} {decode_ms:>9.2f} {total_ms:>9.2f} {1000 / decode_ms:>8.1f} {B * 1000 / decode_ms:>8.1f}"
+        if upstream is not None:
+            upstream_ms = time_upstream(upstream, processor.pad_batch(prompts), args.steps, args.repeats)
+            line += f" {upstream_ms:>17.2f} {upstream_ms / total_ms:>8.1f}x"
+        print(line, flush=True)
+        rows_per_second[B] = B * 1000 / decode_ms
+    first = args.batches[0]
+    for B in args.batches[1:]:
+        print(f"throughput at batch {B}: {rows_per_second[B] / rows_per_second[first]:.1f}x batch {first}")
+
+
+if __name__ == "__main__":
+    main()
