@@ -8,6 +8,7 @@ other options. Nothing here needs the model, Ray or Hydra.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +35,7 @@ class FinishOptions:
     subtitles: bool = True  # SRT + WebVTT per chapter
     write_m4b: bool = True
     m4b_bitrate: str = "64k"
-    aac_coder: str = "fast"  # FFmpeg AAC encoder mode for M4B and AAC chapters: fast | twoloop
+    encoder_speed: str = "fast"  # lossy encoders (chapters and M4B): fast | quality
 
     def __post_init__(self) -> None:
         loudness.resolve_target(self.loudness_preset, self.target_lufs)
@@ -42,8 +43,10 @@ class FinishOptions:
             export.lossy_format(self.lossy_format)
         export.normalize_bitrate(self.lossy_bitrate)
         export.normalize_bitrate(self.m4b_bitrate)
-        if self.aac_coder not in export.AAC_CODERS:
-            raise ValueError(f"unknown aac_coder {self.aac_coder!r}; valid coders: {', '.join(export.AAC_CODERS)}")
+        if self.encoder_speed not in export.ENCODER_SPEEDS:
+            raise ValueError(
+                f"unknown encoder_speed {self.encoder_speed!r}; valid speeds: {', '.join(export.ENCODER_SPEEDS)}"
+            )
         if not -20.0 <= self.true_peak_db <= 0.0:
             raise ValueError(f"true_peak_db must be between -20 and 0 dBTP, got {self.true_peak_db}")
         if self.fade_ms < 0:
@@ -177,19 +180,25 @@ def finish_chapter(
     spans, inserted = stitched.spans, stitched.pauses
     del stitched  # only the normalized copy is needed from here on
 
-    flac_path = export.write_flac(out / f"{stem}.flac", level.audio, rate, subtype=options.flac_subtype)
-    lossy_path = None
-    if options.lossy_format is not None:
-        fmt = export.lossy_format(options.lossy_format)
-        tags = {"title": title, "album": book_title or "", "artist": author or "", "genre": "Audiobook"}
-        lossy_path = export.encode_lossy(
-            flac_path,
-            out / f"{stem}.{fmt.extension}",
-            options.lossy_format,
-            options.lossy_bitrate,
-            tags,
-            aac_coder=options.aac_coder,
-        )
+    # The lossy encoder (an FFmpeg process fed through a pipe) runs while the FLAC master is
+    # written: two cores busy instead of one, and no FLAC decode for the lossy file.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        lossy_job = None
+        if options.lossy_format is not None:
+            fmt = export.lossy_format(options.lossy_format)
+            tags = {"title": title, "album": book_title or "", "artist": author or "", "genre": "Audiobook"}
+            lossy_job = pool.submit(
+                export.encode_lossy,
+                level.audio,
+                out / f"{stem}.{fmt.extension}",
+                options.lossy_format,
+                options.lossy_bitrate,
+                tags,
+                speed=options.encoder_speed,
+                sample_rate=rate,
+            )
+        flac_path = export.write_flac(out / f"{stem}.flac", level.audio, rate, subtype=options.flac_subtype)
+        lossy_path = None if lossy_job is None else lossy_job.result()
 
     rows = segment_rows(chapter_index, segments, spans, inserted, rate)
     srt_path = vtt_path = None
@@ -242,5 +251,5 @@ def finish_book(
         author=author,
         cover=cover,
         bitrate=options.m4b_bitrate,
-        aac_coder=options.aac_coder,
+        speed=options.encoder_speed,
     )

@@ -158,3 +158,30 @@ def test_m4b_chapters_tags_cover_and_duration(tmp_path, cover_kind):
 def test_m4b_with_no_chapters_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at least one chapter"):
         export.write_m4b([], tmp_path / "b.m4b", RATE, title="x")
+
+
+@pytest.mark.parametrize("fmt, codec", [("mp3", "mp3"), ("opus", "opus"), ("aac", "aac")])
+@pytest.mark.parametrize("speed", ["fast", "quality"])
+def test_lossy_from_an_array_through_a_pipe(tmp_path, fmt, codec, speed):
+    audio = tone(2.5, 250) + 0.02 * np.random.default_rng(1).standard_normal(int(2.5 * RATE)).astype(np.float32)
+    extension = export.lossy_format(fmt).extension
+    out = export.encode_lossy(audio, tmp_path / f"p.{extension}", fmt, "40k", tags={"title": "Piped"},
+                              speed=speed, sample_rate=RATE)
+    info = probe(out)
+    assert info["streams"][0]["codec_name"] == codec
+    assert float(info["format"]["duration"]) == pytest.approx(2.5, abs=0.1)
+    # decode it back: the same tone is there, and at the same level
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "f32le", "-ac", "1", "-ar", str(RATE),
+                              "-"], capture_output=True, check=True).stdout
+    back = np.frombuffer(decoded, dtype="<f4")
+    assert np.sqrt(np.mean(back**2)) == pytest.approx(np.sqrt(np.mean(audio**2)), rel=0.1)
+    with pytest.raises(ValueError, match="valid speeds: fast, quality"):
+        export.encoder_args(fmt, "40k", "slowest")
+
+
+def test_pipe_failure_is_an_error_not_a_hang(tmp_path):
+    audio = np.zeros(200 * RATE, np.float32)  # more than a pipe buffer: FFmpeg quits mid-stream
+    with pytest.raises(FfmpegError, match="No such file or directory"):
+        export.encode_lossy(audio, tmp_path / "missing-dir" / "x.mp3", "mp3", sample_rate=RATE)
+    with pytest.raises(ValueError, match="sample_rate"):
+        export.encode_lossy(audio, tmp_path / "x.mp3", "mp3")

@@ -231,8 +231,8 @@ def test_options_are_checked_with_the_valid_choices():
         FinishOptions(lossy_format="wav")
     with pytest.raises(ValueError, match="bitrate"):
         FinishOptions(lossy_bitrate="lots")
-    with pytest.raises(ValueError, match="valid coders"):
-        FinishOptions(aac_coder="best")
+    with pytest.raises(ValueError, match="valid speeds: fast, quality"):
+        FinishOptions(encoder_speed="best")
     assert FinishOptions(target_lufs=-20.0).target == -20.0
     assert FinishOptions(loudness_preset="podcast").target == -16.0
 
