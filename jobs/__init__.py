@@ -8,7 +8,9 @@ import importlib
 from typing import Any, Callable
 
 JOBS: dict[str, str] = {
+    "narrate": "jobs.narrate:run",
     "plan": "jobs.plan:run",
+    "finish": "jobs.finish:run",
 }
 
 

@@ -1,0 +1,29 @@
+"""Job "finish": finish a narrated book again from its stored segments, without the TTS model.
+
+Decoding, pauses, loudness, exports, subtitles, M4B and index are redone with the current
+finishing settings (e.g. `finish.loudness_preset=podcast finish.lossy_format=opus`). The plan
+is rebuilt from the same inputs, so its keys name the stored segments; a segment that was never
+narrated is reported and nothing is written as complete.
+"""
+
+from __future__ import annotations
+
+import time
+
+from omegaconf import DictConfig
+
+from jobs import ray_runtime
+from jobs.narrate import make_plan, prepare
+from pipeline.store import SegmentStore
+
+
+def run(cfg: DictConfig) -> dict:
+    started = time.perf_counter()
+    setup = prepare(cfg)
+    plan = make_plan(cfg, setup)
+    store = SegmentStore(str(setup.output / "store"))
+    with ray_runtime.connect(setup.cluster):
+        result = ray_runtime.finish_book(plan, setup, store)
+    print(f"finished {result['audio_seconds']:.1f} s of audio in {time.perf_counter() - started:.1f} s; "
+          f"index: {result['index']}; book: {result['m4b'] or '(no M4B)'}; flagged segments: {result['flagged']}")
+    return result

@@ -1,0 +1,258 @@
+"""Job "narrate": a manuscript and a voice in, a finished audiobook and its index out.
+
+Orchestration only: check every input before a model loads, plan, fan the chapters out to
+narrator actors on Ray (longest first), finish each chapter in a CPU task, write the M4B and
+the index, print a summary. The work itself lives in pipeline/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from jobs.plan import plan_options
+from moss_model.sampling import DecodingParams, SamplingParams
+from pipeline.errors import InputError
+from pipeline.finish import FinishOptions
+from pipeline.keys import KeyInputs
+from pipeline.lexicon import Lexicon
+from pipeline.models import ModelChoice, resolve_model
+from pipeline.narrate import ChapterReport, ChapterTask, NarrationOptions, SegmentTask
+from pipeline.plan import PLAN_FILE, Plan, build_plan, write_plan
+from pipeline.reading import read_book
+from pipeline.stitch import PauseOptions
+from pipeline.store import SegmentStore
+from pipeline.voice import GENERATED_VOICE, VoiceSpec, check_voice
+
+STORE_DIR = "store"  # under the output folder
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    address: str | None
+    num_actors: int
+    gpus_per_actor: float
+    cpus_per_actor: float
+    chapters_per_actor: int
+    finish_cpus: float
+    num_cpus: int | None
+    dashboard: bool
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """Everything decided before a model loads."""
+
+    output: Path
+    model: ModelChoice
+    model_revision: str
+    voice: VoiceSpec
+    narration: NarrationOptions
+    finish: FinishOptions
+    cluster: ClusterOptions
+
+
+def decoding_params(cfg: DictConfig) -> DecodingParams:
+    d = cfg.decoding
+    return DecodingParams(
+        text=SamplingParams(float(d.text_temperature), float(d.text_top_p), int(d.text_top_k)),
+        audio=SamplingParams(float(d.audio_temperature), float(d.audio_top_p), int(d.audio_top_k),
+                             float(d.audio_repetition_penalty)),
+    )
+
+
+def narration_options(cfg: DictConfig, tiny: bool) -> NarrationOptions:
+    n = cfg.narration
+    return NarrationOptions(
+        decoding=decoding_params(cfg),
+        carryover_bound_frames=int(n.carryover_bound_frames),
+        max_attempts=int(n.max_attempts),
+        # random weights know nothing of the text: their durations cannot be checked against it
+        check_durations=bool(n.check_durations) and not tiny,
+        min_duration_ratio=float(n.min_duration_ratio),
+        max_duration_ratio=float(n.max_duration_ratio),
+        silence_dbfs=float(n.silence_dbfs),
+        max_frames_per_segment=int(n.max_frames_per_segment),
+    )
+
+
+def finish_options(cfg: DictConfig) -> FinishOptions:
+    f = cfg.finish
+    p = f.pauses
+    return FinishOptions(
+        pauses=PauseOptions(float(p.clause), float(p.sentence), float(p.paragraph), float(p.chapter), float(p.lead_in)),
+        loudness_preset=str(f.loudness_preset),
+        target_lufs=None if f.target_lufs is None else float(f.target_lufs),
+        true_peak_db=float(f.true_peak_db),
+        lossy_format=None if f.lossy_format is None else str(f.lossy_format),
+        lossy_bitrate=str(f.lossy_bitrate),
+        subtitles=bool(f.subtitles),
+        write_m4b=bool(f.write_m4b),
+    )
+
+
+def cluster_options(cfg: DictConfig, cuda_available: bool) -> ClusterOptions:
+    c = cfg.cluster
+    gpus = c.gpus_per_actor
+    if gpus == "auto":
+        gpus = 1.0 if cuda_available else 0.0
+    if int(c.num_actors) < 1:
+        raise InputError("cluster.num_actors=", str(c.num_actors), "must be at least 1", "set cluster.num_actors=1 or more")
+    return ClusterOptions(
+        address=None if c.address is None else str(c.address),
+        num_actors=int(c.num_actors),
+        gpus_per_actor=float(gpus),
+        cpus_per_actor=float(c.cpus_per_actor),
+        chapters_per_actor=max(1, int(c.chapters_per_actor)),
+        finish_cpus=float(c.finish_cpus),
+        num_cpus=None if c.num_cpus is None else int(c.num_cpus),
+        dashboard=bool(c.dashboard),
+    )
+
+
+def check_output(output: Path) -> Path:
+    """The output folder must be creatable and writable (checked with a probe file)."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(str(output), "", f"the output folder is not writable ({error.strerror or error})",
+                         "pass output=DIR to a folder you can write") from error
+    return output.resolve()
+
+
+def prepare(cfg: DictConfig) -> RunSetup:
+    """Validate every input and decide the model, before any model loads."""
+    import torch
+
+    from moss_model.checkpoint import CheckpointError, resolve_checkpoint
+    from moss_model.loading import checkpoint_fingerprint
+
+    cuda = torch.cuda.is_available()
+    output = check_output(Path(str(cfg.output)).expanduser())
+    voice = check_voice(cfg.voice, cfg.voice_text)
+    model = resolve_model(str(cfg.model), cuda)
+    try:
+        revision = checkpoint_fingerprint(resolve_checkpoint(model.checkpoint))
+    except CheckpointError as error:
+        raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
+    return RunSetup(
+        output=output,
+        model=model,
+        model_revision=revision,
+        voice=voice,
+        narration=narration_options(cfg, model.tiny),
+        finish=finish_options(cfg),
+        cluster=cluster_options(cfg, cuda),
+    )
+
+
+def make_plan(cfg: DictConfig, setup: RunSetup) -> Plan:
+    options = plan_options(cfg)
+    book = read_book(Path(str(cfg.input)), options.read)
+    lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
+    inputs = KeyInputs(
+        voice_id=setup.voice.voice_id,
+        model_id=setup.model.checkpoint,
+        model_revision=setup.model_revision,
+        decoding=asdict(setup.narration.decoding),
+        seed_policy=str(cfg.narration.seed_policy),
+        carryover_bound_frames=setup.narration.carryover_bound_frames,
+    )
+    plan = build_plan(book, options, lexicon, inputs)
+    if setup.voice.path is None and plan.segments:
+        # Every segment after the first speaks in the first one's voice: key them by it.
+        first = plan.segments[0]
+        carried = replace(inputs, voice_id=f"{GENERATED_VOICE}:{first.key}")
+        previous = {}
+        rekeyed = [first]
+        for segment in plan.segments[1:]:
+            prev = rekeyed[-1] if rekeyed[-1].chapter_index == segment.chapter_index else None
+            rekeyed.append(replace(segment, key=carried.key(segment.model_text, prev.model_text if prev else None)))
+        plan.segments[:] = rekeyed
+    write_plan(plan, setup.output / PLAN_FILE)
+    return plan
+
+
+def chapter_tasks(plan: Plan) -> list[ChapterTask]:
+    chapters: dict[int, list] = {}
+    for segment in plan.segments:
+        chapters.setdefault(segment.chapter_index, []).append(segment)
+    tasks = []
+    for index, segments in chapters.items():
+        items = []
+        for position, s in enumerate(segments):
+            previous = segments[position - 1] if position else None
+            items.append(SegmentTask(
+                key=s.key, chapter_index=index, segment_index=s.segment_index, model_text=s.model_text,
+                est_frames=s.est_frames, language=s.language,
+                previous_key=previous.key if previous else None,
+                previous_text=previous.model_text if previous else None,
+            ))
+        tasks.append(ChapterTask(index, segments[0].chapter_title, tuple(items)))
+    return tasks
+
+
+def run(cfg: DictConfig) -> dict:
+    from jobs import ray_runtime
+
+    started = time.perf_counter()
+    setup = prepare(cfg)
+    if setup.model.tiny:
+        print(f"model: tiny random checkpoint ({setup.model.name}): the audio is noise")
+    plan = make_plan(cfg, setup)
+    summary = plan.summary()
+    print(summary.format())
+    store = SegmentStore(str(setup.output / STORE_DIR))
+    chapters = chapter_tasks(plan)
+    stored_before = store.keys() & {s.key for s in plan.segments}
+    with ray_runtime.connect(setup.cluster):
+        reports = ray_runtime.narrate_chapters(chapters, setup, store, total=len(plan.segments))
+        result = ray_runtime.finish_book(plan, setup, store)
+    wall = time.perf_counter() - started
+    totals = summarize(reports, stored_before, plan, result, wall, setup)
+    print(format_summary(totals))
+    return totals
+
+
+def summarize(reports: list[ChapterReport], stored_before: set[str], plan: Plan, result: dict, wall: float,
+              setup: RunSetup) -> dict:
+    audio_seconds = result["audio_seconds"]
+    model_seconds = sum(r.model_seconds for r in reports)
+    gpus = max(setup.cluster.num_actors * max(setup.cluster.gpus_per_actor, 0.0), 0.0)
+    return {
+        "segments": len(plan.segments),
+        "generated": sum(r.generated for r in reports),
+        "reused": len(stored_before),
+        "flagged": result["flagged"],
+        "attempts": sum(r.attempts for r in reports),
+        "audio_hours": audio_seconds / 3600,
+        "wall_seconds": wall,
+        "model_seconds": model_seconds,
+        "real_time_factor": audio_seconds / wall if wall else 0.0,
+        "real_time_factor_per_gpu": (audio_seconds / wall / gpus) if wall and gpus else None,
+        "actors": setup.cluster.num_actors,
+        "index": result["index"],
+        "m4b": result["m4b"],
+    }
+
+
+def format_summary(t: dict) -> str:
+    per_gpu = f"{t['real_time_factor_per_gpu']:.2f}x" if t["real_time_factor_per_gpu"] else "n/a (no GPU)"
+    return "\n".join([
+        "narration finished",
+        f"  segments:  {t['segments']} ({t['generated']} generated, {t['reused']} reused from the store, "
+        f"{t['flagged']} flagged)",
+        f"  audio:     {t['audio_hours'] * 3600:.1f} s ({t['audio_hours']:.3f} h)",
+        f"  wall time: {t['wall_seconds']:.1f} s; real-time factor {t['real_time_factor']:.2f}x "
+        f"with {t['actors']} actor(s), per GPU {per_gpu}",
+        f"  index:     {t['index']}",
+        f"  book:      {t['m4b'] or '(no M4B)'}",
+    ])

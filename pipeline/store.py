@@ -1,0 +1,86 @@
+"""The segment store: each finished segment's codes and facts, written once under its key.
+
+One file per segment, `segments/<key[:2]>/<key>.safetensors` under the store root, holding
+the codes tensor and the segment's facts as JSON metadata. Files go through fsspec, so a local
+folder and object storage (s3://, gs://, ...) are the same code path. A segment becomes
+visible only once whole: locally it is written under a temporary name and renamed; object
+stores publish a single PUT atomically. A key that is present is a finished segment.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+
+@dataclass
+class StoredSegment:
+    key: str
+    codes: np.ndarray  # frames, n_vq (int16)
+    facts: dict[str, Any] = field(default_factory=dict)  # text, seed, attempts, checks, flags, ...
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+
+class SegmentStore:
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        self.fs, self.base = fsspec.core.url_to_fs(self.root)
+
+    def _path(self, key: str) -> str:
+        if not key or not key.isalnum():
+            raise ValueError(f"segment key must be alphanumeric, got {key!r}")
+        return f"{self.base}/segments/{key[:2]}/{key}.safetensors"
+
+    def has(self, key: str) -> bool:
+        return self.fs.exists(self._path(key))
+
+    def keys(self) -> set[str]:
+        """Every stored key (one listing of the store)."""
+        pattern = f"{self.base}/segments/*/*.safetensors"
+        return {path.rsplit("/", 1)[-1].removesuffix(".safetensors") for path in self.fs.glob(pattern)}
+
+    def put(self, segment: StoredSegment) -> None:
+        path = self._path(segment.key)
+        data = save_tensors(
+            {"codes": torch.from_numpy(np.ascontiguousarray(segment.codes, dtype=np.int16))},
+            metadata={"facts": json.dumps(segment.facts, sort_keys=True, ensure_ascii=False)},
+        )
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if _is_local(self.fs):
+            temporary = f"{path}.{uuid.uuid4().hex}.partial"
+            with self.fs.open(temporary, "wb") as handle:
+                handle.write(data)
+            self.fs.mv(temporary, path)
+        else:
+            with self.fs.open(path, "wb") as handle:
+                handle.write(data)
+
+    def get(self, key: str) -> StoredSegment:
+        with self.fs.open(self._path(key), "rb") as handle:
+            data = handle.read()
+        codes = load_tensors(data)["codes"].numpy()
+        facts = json.loads(_metadata(data).get("facts", "{}"))
+        return StoredSegment(key=key, codes=codes, facts=facts)
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The string metadata of a safetensors file (its JSON header's __metadata__)."""
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_size])
+    return header.get("__metadata__", {})
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
