@@ -69,8 +69,24 @@ def segments_for(num_samples: int, seed: int = 1) -> list[SegmentSpan]:
     return segments
 
 
-def peak_rss_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB since the last ``reset_peak_rss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS measurement (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def main() -> None:
@@ -85,8 +101,11 @@ def main() -> None:
     options = FinishOptions(lossy_format=None if args.lossy == "none" else args.lossy)
     plr = true_peak_db(audio) - integrated_loudness(audio, SAMPLE_RATE)
     print(f"input: {len(audio) / SAMPLE_RATE / 60:.1f} min, {len(segments)} segments, "
-          f"peak-to-loudness ratio {plr:.1f} dB, peak RSS after synthesis "
-          f"{peak_rss_mb(resource.RUSAGE_SELF):.0f} MB", flush=True)
+          f"peak-to-loudness ratio {plr:.1f} dB", flush=True)
+    input_mb = audio.nbytes / 1e6
+    reset = reset_peak_rss()
+    print(f"RSS before finishing (holds the {input_mb:.0f} MB input): {peak_rss_mb():.0f} MB"
+          + ("" if reset else " (peak could not be reset: figures below include the synthesis)"))
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
@@ -98,15 +117,15 @@ def main() -> None:
         print(f"  input {chapter.input_lufs:.2f} LUFS -> output {chapter.output_lufs:.2f} LUFS, "
               f"gain {chapter.gain_db:+.2f} dB, limiter up to {chapter.limiter_reduction_db:.2f} dB, "
               f"true peak {chapter.true_peak_dbtp:.2f} dBTP")
-        print(f"  peak RSS of this process so far: {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB")
+        print(f"  peak RSS during finish_chapter: {peak_rss_mb():.0f} MB")
+        reset_peak_rss()
         started = time.perf_counter()
         finish_book([chapter], out / "book.m4b", "Bench Book", "Bench Author", options=options)
         book_s = time.perf_counter() - started
-        print(f"finish_book (M4B, AAC {options.m4b_bitrate}): {book_s:.1f} s wall")
+        print(f"finish_book (M4B, AAC {options.m4b_bitrate}, encoder speed {options.encoder_speed}): "
+              f"{book_s:.1f} s wall")
         print(f"total: {chapter_s + book_s:.1f} s wall for {args.minutes:.0f} min of audio")
-        print(f"peak RSS: this process {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB; largest child "
-              f"(ffmpeg; counts pages shared with this process at fork) "
-              f"{peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB")
+        print(f"  peak RSS during finish_book: {peak_rss_mb():.0f} MB (this process; FFmpeg runs apart)")
         print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 

@@ -144,7 +144,7 @@ def write_flac(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: s
     data = np.asarray(audio, dtype=np.float32)
     if data.ndim != 1:
         raise ValueError(f"write_flac expects mono [T] audio, got shape {data.shape}")
-    if len(data) and float(np.abs(data).max()) > 1.0:
+    if len(data) and (float(data.max()) > 1.0 or float(data.min()) < -1.0):
         data = np.clip(data, -1.0, 1.0)
     try:
         soundfile.write(partial, data, sample_rate, subtype=subtype, format="FLAC")

@@ -71,6 +71,13 @@ def test_integrated_loudness_of_a_known_tone():
     assert loudness.integrated_loudness(tone, RATE) == pytest.approx(-23.0, abs=0.15)
 
 
+@pytest.mark.parametrize("seconds", [0.4, 0.41, 1.234, 7.05, 33.3])
+@pytest.mark.parametrize("level", [1.0, 0.01, 0.0004])
+def test_integrated_loudness_equals_pyloudnorm(seconds, level):
+    x = speech_like(seconds, seed=int(seconds * 100), level=level)
+    assert loudness.integrated_loudness(x, RATE) == pytest.approx(reference_lufs(x), abs=1e-4)
+
+
 def test_silence_and_very_short_audio():
     assert loudness.integrated_loudness(np.zeros(RATE, np.float32), RATE) == -math.inf
     short = (0.1 * np.sin(np.arange(2_000) / 5)).astype(np.float32)  # 83 ms, padded to one block
@@ -78,7 +85,7 @@ def test_silence_and_very_short_audio():
     assert loudness.true_peak_db(np.zeros(10, np.float32)) == -math.inf
 
 
-@pytest.mark.parametrize("n", [1, 7, 21, 4076, 4077, 8152, 30_001])
+@pytest.mark.parametrize("n", [1, 7, 21, 4064, 4065, 8152, 30_001, 2_100_000])
 def test_true_peak_envelope_matches_resample_poly(n):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     up = signal.resample_poly(x.astype(np.float64), 4, 1).reshape(n, 4)
@@ -115,6 +122,21 @@ def test_release_matches_the_recursive_definition():
 
 
 # --- limiter ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [16, 100, 1_601])
+def test_apply_control_interpolates_linearly_between_control_points(n):
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-1, 1, n).astype(np.float32)
+    control = rng.uniform(0.2, 1.0, -(-n // 16) + 1).astype(np.float32)
+    control[::3] = 1.0
+    gain = np.interp(np.arange(n), np.arange(len(control)) * 16, control)  # the naive version
+    out = loudness.apply_control(x, control)
+    np.testing.assert_allclose(out, x * gain, rtol=1e-5, atol=1e-7)
+    assert out is not x
+    same = loudness.apply_control(x, control, in_place=True)
+    assert same is x
+    np.testing.assert_array_equal(x, out)
 
 
 @pytest.mark.parametrize("ceiling", [-1.0, -2.0, -0.1])
