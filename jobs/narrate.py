@@ -137,6 +137,7 @@ def prepare(cfg: DictConfig) -> RunSetup:
 
     cuda = torch.cuda.is_available()
     output = check_output(Path(str(cfg.output)).expanduser())
+    (output / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     voice = check_voice(cfg.voice, cfg.voice_text)
     model = resolve_model(str(cfg.model), cuda)
     try:

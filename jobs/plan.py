@@ -47,6 +47,7 @@ def run(cfg: DictConfig) -> PlanSummary:
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
     plan = build_plan(book, options, lexicon, key_inputs(cfg))
     path = write_plan(plan, Path(cfg.output) / PLAN_FILE)
+    (path.parent / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     summary = plan.summary()
     print(summary.format())
     print(f"  plan written to {path}")

@@ -80,16 +80,20 @@ class NarratorActor:
 
 def narrate_chapters(chapters: list[ChapterTask], setup: RunSetup, store: SegmentStore, total: int) -> list[ChapterReport]:
     """All chapters through the actors (longest first), with a progress bar fed from the store."""
+    keys = {s.key for c in chapters for s in c.segments}
+    stored = store.keys()
+    reports: list[ChapterReport] = []
     voice = None
     if setup.voice.path is None:
-        voice = _bootstrap_voice(chapters, setup, store)
+        voice, bootstrap_reports = _bootstrap_voice(chapters, setup, store)
+        reports.extend(bootstrap_reports)
+        stored = store.keys()
+    queue = sorted((c for c in chapters if any(s.key not in stored for s in c.segments)),
+                   key=lambda c: c.est_frames, reverse=True)
     options = {"num_cpus": setup.cluster.cpus_per_actor, "num_gpus": setup.cluster.gpus_per_actor}
     actor_class = ray.remote(**options)(NarratorActor)
-    actors = [actor_class.remote(setup, store.root, voice) for _ in range(setup.cluster.num_actors)]
-    queue = sorted(chapters, key=lambda c: c.est_frames, reverse=True)
+    actors = [actor_class.remote(setup, store.root, voice) for _ in range(min(setup.cluster.num_actors, len(queue)))]
     in_flight: dict = {}
-    reports: list[ChapterReport] = []
-    keys = {s.key for c in chapters for s in c.segments}
     progress = tqdm(total=total, unit="seg", desc="narrating", dynamic_ncols=True)
     try:
         for actor in actors:
@@ -120,19 +124,22 @@ def _update(progress: tqdm, store: SegmentStore, keys: set[str]) -> None:
     progress.update(len(stored) - progress.n)
 
 
-def _bootstrap_voice(chapters: list[ChapterTask], setup: RunSetup, store: SegmentStore) -> Voice:
+def _bootstrap_voice(chapters: list[ChapterTask], setup: RunSetup, store: SegmentStore
+                     ) -> tuple[Voice, list[ChapterReport]]:
     """No reference given: narrate the book's first segment without one; its voice is the reference."""
     first_chapter = min(chapters, key=lambda c: c.chapter_index)
     first = first_chapter.segments[0]
+    reports = []
     if not store.has(first.key):
         actor = ray.remote(num_cpus=setup.cluster.cpus_per_actor, num_gpus=setup.cluster.gpus_per_actor)(NarratorActor)
         bootstrap = actor.remote(setup, store.root, Voice(setup.voice.voice_id, None, None))
         try:
-            ray.get(bootstrap.narrate.remote([ChapterTask(first_chapter.chapter_index, first_chapter.title, (first,))]))
+            task = ChapterTask(first_chapter.chapter_index, first_chapter.title, (first,))
+            reports = ray.get(bootstrap.narrate.remote([task]))
         finally:
             ray.kill(bootstrap)
     segment = store.get(first.key)
-    return Voice(f"{setup.voice.voice_id}:{first.key}", segment.codes, first.model_text)
+    return Voice(f"{setup.voice.voice_id}:{first.key}", segment.codes, first.model_text), reports
 
 
 def _finish_task(setup: RunSetup, store_root: str, chapter_index: int, title: str, segments: list[ChapterSegment],

@@ -45,7 +45,7 @@ def check_voice(path: str | None, text: str | None) -> VoiceSpec:
     except AudioLoadError as error:
         raise InputError(str(file), "", f"the voice file cannot be read ({error})",
                          "convert it to wav or flac (e.g. ffmpeg -i in.xxx out.wav)") from error
-    seconds = len(data) / rate
+    seconds = data.shape[-1] / rate  # data is [channels, frames]
     if seconds < 1.0:
         raise InputError(str(file), "", f"the voice recording is only {seconds:.2f} s long",
                          "use a clean reference of 3 to 20 seconds")

@@ -32,3 +32,17 @@ def tiny_model(tiny_model_dir):
 
     torch.manual_seed(0)
     return load_tts(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the tests that need it (no dashboard)."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

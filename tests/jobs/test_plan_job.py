@@ -28,7 +28,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_defaults():
     cfg = config()
-    assert cfg.job.name == "plan"
+    assert cfg.job.name == "narrate"  # the main job is the default
     assert cfg.input == "pipeline/samples/sample_book.md"
     assert cfg.output == "outputs/sample_book"
     assert cfg.lexicon is None and cfg.language == "auto"
@@ -68,7 +68,7 @@ def test_plan_job_options_reach_the_plan(tmp_path):
 
 def test_registry_lists_valid_choices():
     assert "plan" in JOBS and callable(get_job("plan"))
-    with pytest.raises(ValueError, match="unknown job 'narate'; valid choices: plan"):
+    with pytest.raises(ValueError, match="unknown job 'narate'; valid choices: finish, narrate, plan"):
         get_job("narate")
 
 
@@ -77,14 +77,14 @@ def test_cli_runs_without_chdir_or_litter(tmp_path):
     result = cli("job=plan", f"input={SAMPLE}", f"output={out}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "plan: The Lighthouse Keeper's Ledger" in result.stdout
-    assert (out / "plan.parquet").is_file() and (out / ".hydra" / "config.yaml").is_file()
+    assert (out / "plan.parquet").is_file() and (out / "config.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing else written where it ran
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
-    result = cli(f"input={empty}", f"output={tmp_path / 'out'}", cwd=tmp_path)
+    result = cli("job=plan", f"input={empty}", f"output={tmp_path / 'out'}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {empty}: the file is empty. What to do:")
     assert "Traceback" not in result.stderr
@@ -94,7 +94,7 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
 def test_cli_unknown_job_lists_the_choices(tmp_path):
     result = cli("job.name=narate", f"output={tmp_path / 'out'}", cwd=PROJECT_ROOT)
     assert result.returncode != 0
-    assert "unknown job 'narate'; valid choices: plan" in result.stderr
+    assert "unknown job 'narate'; valid choices: finish, narrate, plan" in result.stderr
     result = cli("job=narate", f"output={tmp_path / 'out'}", cwd=PROJECT_ROOT)
     assert result.returncode != 0
     assert "Available options in 'job'" in result.stderr and "plan" in result.stderr

@@ -1,0 +1,190 @@
+"""The narration job end to end on a real local Ray with the tiny checkpoint (CPU).
+
+What cannot be had here is only the real model: model=tiny is the same loader and engine
+with random weights, so the audio is noise but every file, key and index row is real.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+from hydra import compose, initialize_config_dir
+
+import pipeline.run  # noqa: F401  (registers the ${stem:...} resolver)
+from pipeline.narrate import codes_digest
+from pipeline.store import SegmentStore
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BOOK = """# A Small Test Book
+
+## One
+
+The tide came in at dawn. The gulls were loud.
+
+Mara counted the boats twice.
+
+## Two
+
+Evening fell. The lamp was lit, and the harbour slept.
+
+## Three
+
+Nothing else happened that night.
+"""
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base=None):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "pipeline.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("book") / "small.md"
+    path.write_text(BOOK, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def voice(shared_data):
+    path = shared_data / "voices" / "reference_en.m4a"
+    transcript = next(line.split("\t", 1)[1] for line in (shared_data / "voices" / "transcripts.tsv").read_text().splitlines()
+                      if line.startswith("reference_en.m4a"))
+    return path, transcript
+
+
+def overrides(book, output, voice):
+    return [f"input={book}", f"output={output}", "model=tiny", f"voice={voice[0]}", f'voice_text="{voice[1]}"',
+            "cluster.num_actors=2", "cluster.chapters_per_actor=2", "finish.lossy_format=null"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(book, voice, ray_local, tmp_path_factory):
+    from jobs.narrate import run
+
+    output = tmp_path_factory.mktemp("run") / "out"
+    summary = run(config(*overrides(book, output, voice)))
+    return output, summary
+
+
+def test_index_matches_plan_and_files(uninterrupted):
+    output, summary = uninterrupted
+    plan = pq.read_table(output / "plan.parquet").to_pylist()
+    segments = pq.read_table(output / "index" / "segments.parquet").to_pylist()
+    chapters = pq.read_table(output / "index" / "chapters.parquet").to_pylist()
+    assert [(s["chapter_index"], s["segment_index"], s["key"], s["text"]) for s in segments] == [
+        (p["chapter_index"], p["segment_index"], p["key"], p["text"]) for p in plan]
+    assert summary["segments"] == len(plan) and summary["generated"] == len(plan) and summary["reused"] == 0
+    assert len(chapters) == 3
+    for chapter in chapters:
+        audio, rate = soundfile.read(chapter["flac_path"])
+        assert rate == 24000 and len(audio) == chapter["num_samples"]
+        rows = [s for s in segments if s["chapter_index"] == chapter["chapter_index"]]
+        assert all(s["chapter_file"] == chapter["flac_path"] for s in rows)
+        assert rows[0]["start_sample"] > 0 and rows[-1]["end_sample"] < len(audio)
+        for row, following in zip(rows, rows[1:]):
+            assert row["end_sample"] < following["start_sample"]  # a pause lies between
+        for row in rows:  # each segment spans its frames' samples exactly
+            assert row["end_sample"] - row["start_sample"] == row["frames"] * 1920
+    assert (output / "index" / "book.parquet").is_file()
+
+
+def test_carried_prefix_is_the_previous_segment(uninterrupted):
+    output, _ = uninterrupted
+    store = SegmentStore(str(output / "store"))
+    segments = pq.read_table(output / "index" / "segments.parquet").to_pylist()
+    for previous, segment in zip(segments, segments[1:]):
+        facts = store.get(segment["key"]).facts
+        if segment["chapter_index"] != previous["chapter_index"]:
+            assert facts["prefix_key"] is None  # a chapter starts from the voice reference
+            continue
+        assert facts["prefix_key"] == previous["key"]
+        assert facts["prefix_digest"] == codes_digest(store.get(previous["key"]).codes)
+
+
+def test_killed_run_resumes_to_the_same_result(uninterrupted, book, voice, tmp_path):
+    from jobs.narrate import run
+
+    output_a, _ = uninterrupted
+    output_b = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RAY_AUTH_MODE": "disabled"}
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.run", *overrides(book, output_b, voice)],
+                               cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = SegmentStore(str(output_b / "store"))
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if (output_b / "store").exists() and len(store.keys()) >= 3:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)  # the driver, its embedded Ray and the actors
+    process.wait()
+    interrupted_with = len(store.keys())
+    assert not (output_b / "index" / "book.parquet").exists()
+
+    summary = run(config(*overrides(book, output_b, voice)))
+    assert summary["reused"] == interrupted_with >= 3
+    assert summary["generated"] == summary["segments"] - interrupted_with
+    a = pq.read_table(output_a / "index" / "segments.parquet").to_pylist()
+    b = pq.read_table(output_b / "index" / "segments.parquet").to_pylist()
+    fields = ("key", "seed", "frames", "start_sample", "end_sample", "attempts")
+    assert [[row[f] for f in fields] for row in a] == [[row[f] for f in fields] for row in b]
+    for key in (row["key"] for row in a):
+        assert np.array_equal(SegmentStore(str(output_a / "store")).get(key).codes, store.get(key).codes)
+    for name in sorted(p.name for p in (output_a / "chapters").glob("*.flac")):
+        audio_a, _ = soundfile.read(output_a / "chapters" / name)
+        audio_b, _ = soundfile.read(output_b / "chapters" / name)
+        assert np.array_equal(audio_a, audio_b)
+
+
+@pytest.mark.parametrize("case", ["missing_voice", "unreadable_voice", "empty_book", "unknown_model", "output_not_writable"])
+def test_bad_input_fails_before_any_model_loads(case, book, tmp_path):
+    output = tmp_path / "out"
+    args = [f"input={book}", f"output={output}", "model=tiny"]
+    if case == "missing_voice":
+        args.append(f"voice={tmp_path / 'nowhere.wav'}")
+        expected = "nowhere.wav: the voice file does not exist"
+    elif case == "unreadable_voice":
+        fake = tmp_path / "voice.wav"
+        fake.write_text("this is not audio")
+        args.append(f"voice={fake}")
+        expected = "voice.wav: the voice file cannot be read"
+    elif case == "empty_book":
+        empty = tmp_path / "empty.txt"
+        empty.write_text("")
+        args[0] = f"input={empty}"
+        expected = "empty.txt"
+    elif case == "unknown_model":
+        args[2] = "model=moss_tts_v9"
+        expected = "valid choices: auto, moss_tts, moss_tts_v1_5, tiny"
+    else:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        output = blocker / "out"
+        args[1] = f"output={output}"
+        expected = "the output folder is not writable"
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in result.stderr and "What to do:" in result.stderr
+    assert "narrating" not in result.stderr  # no actor started, so no model was loaded
+    assert not (output / "store").exists() and not (output / "index").exists()
+
+
+def test_invalid_cluster_choice_lists_the_valid_ones(tmp_path):
+    result = cli("cluster=moon", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "cluster" in result.stderr and "local" in result.stderr and "ray" in result.stderr
