@@ -80,6 +80,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) used so far by this process and by its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def reset_peak_rss() -> bool:
     """Start a new peak-RSS measurement (Linux: write 5 to /proc/self/clear_refs)."""
     try:
@@ -96,6 +103,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="output folder (default: a temporary one)")
     args = parser.parse_args()
 
+    print(f"load average at the start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     audio = speech_like(args.minutes * 60.0)
     segments = segments_for(len(audio))
     options = FinishOptions(lossy_format=None if args.lossy == "none" else args.lossy)
@@ -109,24 +117,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        started = time.perf_counter()
+        started, (own0, kids0) = time.perf_counter(), cpu_seconds()
         chapter = finish_chapter(audio, segments, out, 0, "Chapter One", options, "Bench Book", "Bench Author")
-        chapter_s = time.perf_counter() - started
+        chapter_s, (own1, kids1) = time.perf_counter() - started, cpu_seconds()
         print(f"finish_chapter: {chapter_s:.1f} s wall "
-              f"(stitch + loudness + limiter + FLAC + {options.lossy_format or 'no lossy'} + subtitles)")
+              f"(stitch + loudness + limiter + FLAC + {options.lossy_format or 'no lossy'} + subtitles); "
+              f"CPU {own1 - own0:.1f} s Python + {kids1 - kids0:.1f} s FFmpeg")
         print(f"  input {chapter.input_lufs:.2f} LUFS -> output {chapter.output_lufs:.2f} LUFS, "
               f"gain {chapter.gain_db:+.2f} dB, limiter up to {chapter.limiter_reduction_db:.2f} dB, "
               f"true peak {chapter.true_peak_dbtp:.2f} dBTP")
         print(f"  peak RSS during finish_chapter: {peak_rss_mb():.0f} MB")
         reset_peak_rss()
-        started = time.perf_counter()
+        started, (own0, kids0) = time.perf_counter(), cpu_seconds()
         finish_book([chapter], out / "book.m4b", "Bench Book", "Bench Author", options=options)
-        book_s = time.perf_counter() - started
+        book_s, (own1, kids1) = time.perf_counter() - started, cpu_seconds()
         print(f"finish_book (M4B, AAC {options.m4b_bitrate}, encoder speed {options.encoder_speed}): "
-              f"{book_s:.1f} s wall")
+              f"{book_s:.1f} s wall; CPU {own1 - own0:.1f} s Python + {kids1 - kids0:.1f} s FFmpeg")
         print(f"total: {chapter_s + book_s:.1f} s wall for {args.minutes:.0f} min of audio")
         print(f"  peak RSS during finish_book: {peak_rss_mb():.0f} MB (this process; FFmpeg runs apart)")
-        print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+              "(other work on the machine slows the wall times)")
 
 
 if __name__ == "__main__":
