@@ -414,15 +414,17 @@ def normalize_loudness(
     input_lufs = integrated_loudness(x, sample_rate)
     near_silent = not input_lufs > near_silent_lufs
     gain_db = 0.0 if near_silent else target_lufs - input_lufs
-    for _ in range(1 if near_silent else max_passes):
+    passes = 1 if near_silent else max_passes
+    for attempt in range(passes):
         applied_db = gain_db
-        limited = None  # let the previous pass's audio go before making the next
         limited = x * np.float32(db_to_gain(applied_db))
         reduction, peak_db = _limit_in_place(limited, sample_rate, limiter)
         output_lufs = integrated_loudness(limited, sample_rate)
-        if near_silent or not math.isfinite(output_lufs) or abs(output_lufs - target_lufs) <= tolerance_lu:
+        close_enough = not math.isfinite(output_lufs) or abs(output_lufs - target_lufs) <= tolerance_lu
+        if near_silent or close_enough or attempt == passes - 1:
             break
         gain_db = applied_db + target_lufs - output_lufs
+        del limited  # free this pass's audio before the next pass makes its own
     return LoudnessResult(
         audio=limited,
         input_lufs=input_lufs,

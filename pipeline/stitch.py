@@ -6,9 +6,9 @@ waveform and inserts the pause that follows it as digital silence of an exact nu
 samples. Where a cut lands on non-silent signal, a short raised-cosine fade removes the
 click; where the signal is already near zero, nothing is touched.
 
-Explicit pause markers in the manuscript (``[pause 1.5s]``) are parsed
-here too, so the narrator can split a segment at them and the pause becomes silence
-inserted by this stage instead of something the model would have to speak.
+Explicit pause markers in the manuscript (``[pause 1.5s]``) are parsed here too, so the
+narrator can split a segment at them and the pause becomes silence inserted by this
+stage instead of something the model would have to speak.
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ def stitch(
         )
 
     lengths = ends - starts
-    out_starts = lead_in + np.concatenate([[0], np.cumsum(lengths + pauses_arr)[:-1]]).astype(np.int64)
+    steps = lengths + pauses_arr
+    out_starts = lead_in + np.cumsum(steps) - steps  # exclusive running sum
     out_ends = out_starts + lengths
     total = int(lead_in + lengths.sum() + pauses_arr.sum())
     out = np.zeros(total, dtype=np.float32)

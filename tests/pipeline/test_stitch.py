@@ -107,6 +107,11 @@ def test_stitch_matches_a_naive_concatenation(lengths, gaps, pauses, lead_in):
         np.testing.assert_array_equal(result.audio[out_start:out_end], audio[start:end])
 
 
+def test_no_segments_gives_the_lead_in_only():
+    result = stitch(np.ones(10, np.float32), [], [], lead_in=7)
+    assert len(result.audio) == 7 and not result.audio.any() and result.spans.shape == (0, 2)
+
+
 def test_bad_spans_and_kinds_are_reported():
     audio = np.zeros(100, np.float32)
     with pytest.raises(ValueError, match="segment 1 span"):
