@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,7 +76,8 @@ class ChapterReport:
     attempts: int = 0
     frames: int = 0
     model_seconds: float = 0.0  # inside the model's prefill and steps
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # of the whole narrate() call, shared by the chapters it narrated
+    call_id: str = ""  # which narrate() call
 
 
 def segment_seed(key: str, attempt: int) -> int:
@@ -110,7 +112,8 @@ class Narrator:
     def narrate(self, chapters: list[ChapterTask]) -> list[ChapterReport]:
         """Narrate the chapters to the end, batching their current segments; return one report each."""
         started = time.perf_counter()
-        reports = {c.chapter_index: ChapterReport(c.chapter_index) for c in chapters}
+        call_id = uuid.uuid4().hex
+        reports = {c.chapter_index: ChapterReport(c.chapter_index, call_id=call_id) for c in chapters}
         cursors = {c.chapter_index: 0 for c in chapters}
         attempts: dict[str, _Attempt] = {}
         active = list(chapters)
