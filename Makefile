@@ -31,6 +31,10 @@ test-slow: setup
 
 bench: setup
 	$(PY) bench/generate.py
+	$(PY) bench/codec.py
+	$(PY) bench/plan.py
+	$(PY) bench/narrate.py
+	$(PY) bench/finish.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
