@@ -1,8 +1,18 @@
 """The narration plan: a book cut into segments, each with the text the model will read and its key.
 
 One row per segment: where it sits (chapter, segment index, paragraph), its clean
-text, the model text (lexicon applied, spoken forms), the boundary after it,
-estimated frames, language, lexicon entries that touched it, and its key.
+text, the model text (lexicon applied, spoken forms), the boundary after it, the explicit
+pause after it, estimated frames, language, lexicon entries that touched it,
+and its key.
+
+Pause markers (``[pause 1.5s]``) never reach the model: a marker ends a
+segment, and its seconds (adjacent markers add up) become the segment's
+``pause_s``, the silence finishing inserts after it instead of the boundary
+kind's default. Estimated frames are speech only, and the key covers the model
+text, not the pause (pauses are applied at finishing). Markers before anything
+is said in a paragraph or chapter go to the segment before them (the previous
+chapter's last one at a chapter's start); at the start of the book they are
+dropped with a warning.
 
 Segment boundaries never depend on the lexicon (segments are packed by the
 lexicon-free duration estimate), so a lexicon change only changes the model
@@ -14,6 +24,7 @@ across such a cut.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +43,7 @@ from pipeline.segment import (
     seconds_to_frames, segment_paragraph,
 )
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: pause markers cut segments and become pause_s
 PLAN_FILE = "plan.parquet"
 METADATA_KEY = b"moss_narrator.plan"
 
@@ -45,6 +56,7 @@ PLAN_SCHEMA = pa.schema([
     pa.field("text", pa.string(), nullable=False),
     pa.field("model_text", pa.string(), nullable=False),
     pa.field("boundary", pa.string(), nullable=False),
+    pa.field("pause_s", pa.float64(), nullable=True),
     pa.field("est_frames", pa.int32(), nullable=False),
     pa.field("language", pa.string(), nullable=False),
     pa.field("lexicon_entries", pa.list_(pa.string()), nullable=False),
@@ -78,10 +90,11 @@ class PlanSegment:
     text: str  # clean source text
     model_text: str  # what the model reads
     boundary: str  # kind of boundary after this segment: clause | sentence | paragraph | chapter
-    est_frames: int
+    est_frames: int  # speech only: explicit pauses are inserted by the pipeline
     language: str
     lexicon_entries: tuple[str, ...]
     key: str
+    pause_s: float | None = None  # explicit pause after it (seconds, from markers); None: the boundary's default
 
 
 @dataclass
@@ -175,17 +188,23 @@ class _Planner:
             parts.append(spoken)
         return "".join(parts).strip(), list(dict.fromkeys(used))
 
-    def chapter(self, index: int, chapter: Chapter) -> list[PlanSegment]:
+    def chapter(self, index: int, chapter: Chapter) -> tuple[list[PlanSegment], float | None]:
+        """The chapter's segments, and the explicit pause written before anything is said in it."""
         segments: list[PlanSegment] = []
+        lead_pause: float | None = None
         previous_text: str | None = None
         for paragraph_index, paragraph in enumerate(chapter.paragraphs):
             for cut in self._cuts(index, chapter, paragraph):
-                text = paragraph.text[cut.start:cut.end].strip()
+                text = paragraph.text[cut.start:cut.speech_end].strip()
                 model_text, used = self.model_text([paragraph.text[a:b] for a, b in cut.units])
                 if not is_speakable(model_text):
-                    self.left_out.append(text)
+                    if text:
+                        self.left_out.append(text)
                     if segments:  # keep the pause that the left-out piece stood for
-                        segments[-1] = replace(segments[-1], boundary=_stronger(segments[-1].boundary, cut.boundary))
+                        segments[-1] = replace(segments[-1], boundary=_stronger(segments[-1].boundary, cut.boundary),
+                                               pause_s=_add(segments[-1].pause_s, cut.pause_s))
+                    else:
+                        lead_pause = _add(lead_pause, cut.pause_s)
                     continue
                 seconds = estimate_seconds(model_text, self.options.rates) if used else cut.seconds
                 if seconds > self.options.max_seconds:
@@ -197,13 +216,13 @@ class _Planner:
                     segment_index=len(segments), paragraph_index=paragraph_index, text=text,
                     model_text=model_text, boundary=cut.boundary, est_frames=seconds_to_frames(seconds),
                     language=self.language(text), lexicon_entries=tuple(used),
-                    key=self.key_inputs.key(model_text, previous_text),
+                    key=self.key_inputs.key(model_text, previous_text), pause_s=cut.pause_s,
                 ))
                 previous_text = model_text
             self._memo.clear()
         if segments:
             segments[-1] = replace(segments[-1], boundary="chapter")
-        return segments
+        return segments, lead_pause
 
     def _cuts(self, index: int, chapter: Chapter, paragraph: Paragraph) -> list[Cut]:
         try:
@@ -227,7 +246,14 @@ def build_plan(book: Book, options: PlanOptions, lexicon: Lexicon | None, key_in
     planner = _Planner(book, options, lexicon, key_inputs)
     segments: list[PlanSegment] = []
     for index, chapter in enumerate(book.chapters):
-        chapter_segments = planner.chapter(index, chapter)
+        chapter_segments, lead_pause = planner.chapter(index, chapter)
+        if lead_pause is not None:
+            if segments:  # a pause at the start of a chapter follows the previous chapter's last segment
+                segments[-1] = replace(segments[-1], pause_s=_add(segments[-1].pause_s, lead_pause))
+            else:
+                planner.warnings.append(
+                    f"chapter {index + 1} {chapter.title!r}: a pause of {lead_pause:g} s before anything is said "
+                    "in the book has no segment to follow; dropped")
         if not chapter_segments:
             planner.warnings.append(f"chapter {index + 1} {chapter.title!r} has nothing to say; left out")
         segments.extend(chapter_segments)
@@ -272,8 +298,19 @@ def read_plan(path: str | Path) -> tuple[list[PlanSegment], dict]:
     table = pq.read_table(path)
     metadata = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
     rows = table.to_pylist()
-    segments = [PlanSegment(**{**row, "lexicon_entries": tuple(row["lexicon_entries"])}) for row in rows]
+    segments = [PlanSegment(**{**row, "lexicon_entries": tuple(row["lexicon_entries"]),
+                               "pause_s": _pause(row.get("pause_s"))}) for row in rows]
     return segments, metadata
+
+
+def _pause(value: float | None) -> float | None:
+    """A stored pause: null (or NaN, as other writers may store it) is None."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    """Two explicit pauses one after the other (None: no explicit pause)."""
+    return a if b is None else b if a is None else a + b
 
 
 def _stronger(a: str, b: str) -> str:

@@ -7,9 +7,17 @@ sentence longer than the maximum is cut at clause punctuation, then between
 words (spaces, or between Han characters), never inside a word, an IPA span or
 a pause marker.
 
+Pause markers (``[pause 1.5s]``) are not spoken: the pipeline inserts their
+silence when it finishes a chapter. A marker always ends a cut, and the cut
+carries the pause (adjacent markers add up) in ``pause_s``; the text after it
+starts the next cut. A paragraph that begins with markers gives a first cut
+with no units: only a pause, for the segment before it.
+
 Cuts cover the paragraph exactly: consecutive cuts share their edges, and each
-segment's text is its cut with the surrounding whitespace stripped, so joining
-the cuts gives back the paragraph.
+segment's text is its speech span (``start..speech_end``) with the surrounding
+whitespace stripped; what lies between ``speech_end`` and ``end`` is whitespace
+and the cut's pause markers. So joining the cuts gives back the paragraph, and
+joining the segment texts and the markers gives it back up to whitespace.
 
 Durations add up: a cut lists the units (sentences, or the clause and word
 pieces of an over-long sentence) it was packed from, each measured on its own,
@@ -22,7 +30,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from pipeline.normalize_inline import Control, count_pinyin_syllables, find_controls, split_with_controls
@@ -37,6 +45,7 @@ BOUNDARY_KINDS = ("clause", "sentence", "paragraph", "chapter")
 _CLOSERS = "\"'”’»)\\]）」』】"
 _OPENERS = "\"'“‘«(\\[（「『【"
 _SENTENCE_END_RE = re.compile(rf"(?:[。！？；]+|[.!?…]+)[{_CLOSERS}]*")
+_ENDS_WITH_SENTENCE_END_RE = re.compile(rf"(?:[。！？；]|[.!?…])[{_CLOSERS}]*\s*$")
 _CJK_SENTENCE_END = frozenset("。！？；")
 _CLAUSE_END_RE = re.compile(rf"(?:[,;:]+[{_CLOSERS}]*(?=\s)|[，、；：]+[{_CLOSERS}]*|[—–]+)")
 _WORD_BEFORE_RE = re.compile(r"(?<![A-Za-z.])([A-Za-z][A-Za-z.]*)\.$")
@@ -62,19 +71,21 @@ class SpeakingRates:
 
 
 def estimate_seconds(model_text: str, rates: SpeakingRates) -> float:
-    """How long the model text takes to say: per-script character counts over the rates, plus pauses."""
+    """How long the model text takes to say: per-script character counts over the rates.
+
+    Speech only: a pause marker counts nothing (the pipeline inserts its silence, the model never sees it).
+    """
     han = latin = 0
-    pause = 0.0
     for piece, control in split_with_controls(model_text):
         if control is not None and control.kind == "marker":
-            pause += control.pause_seconds
-        elif control is not None and control.kind == "pinyin":
+            continue
+        if control is not None and control.kind == "pinyin":
             han += count_pinyin_syllables(piece)
         else:  # plain text or IPA
             piece_han = count_han(piece)
             han += piece_han
             latin += sum(map(len, _SPEAKABLE_RUN_RE.findall(piece))) - piece_han
-    return han / rates.zh + latin / rates.en + pause
+    return han / rates.zh + latin / rates.en
 
 
 def seconds_to_frames(seconds: float) -> int:
@@ -83,8 +94,16 @@ def seconds_to_frames(seconds: float) -> int:
 
 
 def is_speakable(text: str) -> bool:
-    """Whether the text holds anything to say (a letter, digit, Han character or pause marker)."""
-    return bool(_SPEAKABLE_RE.search(text)) or any(c.kind == "marker" for c in find_controls(text))
+    """Whether the text holds anything to say (a letter, digit or Han character; a pause marker is not speech)."""
+    return bool(_SPEAKABLE_RE.search(_without_markers(text)))
+
+
+def _without_markers(text: str) -> str:
+    markers = [c for c in find_controls(text) if c.kind == "marker"]
+    if not markers:
+        return text
+    edges = [0] + [e for c in markers for e in (c.start, c.end)] + [len(text)]
+    return " ".join(text[a:b] for a, b in zip(edges[::2], edges[1::2]))
 
 
 @dataclass(frozen=True)
@@ -92,12 +111,18 @@ class Cut:
     start: int
     end: int
     boundary: str  # "clause" | "sentence" | "paragraph": the kind of boundary after this cut
-    units: tuple[tuple[int, int], ...]  # the measured pieces it is made of, in order, covering start..end
-    seconds: float  # the sum of the units' measures
+    units: tuple[tuple[int, int], ...]  # the measured pieces it is made of, in order, covering start..speech_end
+    seconds: float  # the sum of the units' measures (speech only)
+    pause_s: float | None = None  # total of the pause markers that end it (between speech_end and end)
+
+    @property
+    def speech_end(self) -> int:
+        """Where its speech ends; after that, up to `end`, only whitespace and its pause markers."""
+        return self.units[-1][1] if self.units else self.start
 
 
 class UnsplittableError(Exception):
-    """A single word (or IPA span, or marker) is longer than the maximum segment duration."""
+    """A single word (or IPA span) is longer than the maximum segment duration."""
 
     def __init__(self, start: int, end: int, seconds: float) -> None:
         self.start, self.end, self.seconds = start, end, seconds
@@ -168,12 +193,46 @@ def segment_paragraph(
     `measure` gives the estimated seconds of a unit of text (called once per
     unit). Sentences are packed while their total stays within `target_seconds`;
     a single sentence may run up to `max_seconds`; a longer one is cut at
-    clauses, then between words. Raises UnsplittableError for a single word
-    longer than `max_seconds`.
+    clauses, then between words. A pause marker ends a cut (its seconds go to
+    the cut's `pause_s`, not to its measure). Raises UnsplittableError for a
+    single word longer than `max_seconds`.
     """
     if not text:
         return []
-    protected = _Protected(find_controls(text))
+    controls = find_controls(text)
+    runs = _marker_runs(text, controls)
+    if not runs:
+        return _close(_segment_stretch(text, _Protected(controls), measure, target_seconds, max_seconds), len(text))
+    cuts: list[Cut] = []
+    position = 0
+    for start, end, pause in runs + [(len(text), len(text), None)]:
+        stretch = text[position:start]
+        if stretch.strip():
+            try:
+                found = _segment_stretch(stretch, _Protected(find_controls(stretch)), measure, target_seconds,
+                                         max_seconds)
+            except UnsplittableError as e:
+                raise UnsplittableError(e.start + position, e.end + position, e.seconds) from None
+            found = [_shifted(c, position) for c in found]
+            boundary = "sentence" if _ENDS_WITH_SENTENCE_END_RE.search(stretch) else "clause"
+            found[-1] = replace(found[-1], boundary=boundary, pause_s=pause)
+            cuts.extend(found)
+        elif pause is not None:  # markers before any speech (a run holds all markers with only space between)
+            cuts.append(Cut(position, start, "clause", (), 0.0, pause))
+        position = end
+    # The last cut is the paragraph's last speech (markers at the end are its pause), or its only pause.
+    cuts[-1] = replace(cuts[-1], boundary="paragraph")
+    return _close(cuts, len(text))
+
+
+def _segment_stretch(
+    text: str,
+    protected: _Protected,
+    measure: Callable[[str], float],
+    target_seconds: float,
+    max_seconds: float,
+) -> list[Cut]:
+    """Cuts of text without pause markers (the last one's boundary is "paragraph")."""
     ends = sentence_ends(text, protected)
     sentences = [(start, end) for start, end in zip([0] + ends, ends)]
 
@@ -190,11 +249,32 @@ def segment_paragraph(
         return _greedy(text, spans, "clause", measure, target_seconds, max_seconds, words)
 
     groups = _greedy(text, sentences, "sentence", measure, target_seconds, max_seconds, clauses)
-    # Each cut runs to where the next begins, so the whitespace between them is never lost.
-    cuts = [Cut(g.start, nxt.start, g.boundary, g.units, g.seconds) for g, nxt in zip(groups, groups[1:])]
-    last = groups[-1]
-    cuts.append(Cut(last.start, len(text), "paragraph", last.units, last.seconds))
-    return cuts
+    groups[-1] = replace(groups[-1], boundary="paragraph")
+    return groups
+
+
+def _close(cuts: list[Cut], length: int) -> list[Cut]:
+    """Each cut runs to where the next begins (the last to the end), so nothing between them is lost."""
+    return [replace(c, end=nxt.start) for c, nxt in zip(cuts, cuts[1:])] + [replace(cuts[-1], end=length)]
+
+
+def _shifted(cut: Cut, offset: int) -> Cut:
+    return replace(cut, start=cut.start + offset, end=cut.end + offset,
+                   units=tuple((a + offset, b + offset) for a, b in cut.units))
+
+
+def _marker_runs(text: str, controls: list[Control]) -> list[tuple[int, int, float]]:
+    """(start, end, seconds) of each run of pause markers with only whitespace between them."""
+    runs: list[tuple[int, int, float]] = []
+    for c in controls:
+        if c.kind != "marker":
+            continue
+        if runs and not text[runs[-1][1]:c.start].strip():
+            start, _, seconds = runs[-1]
+            runs[-1] = (start, c.end, seconds + c.pause_seconds)
+        else:
+            runs.append((c.start, c.end, c.pause_seconds))
+    return runs
 
 
 def _greedy(

@@ -3,6 +3,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from bs4 import BeautifulSoup
@@ -16,7 +17,7 @@ from pipeline.normalize_text import clean_paragraph
 from pipeline.plan import PLAN_SCHEMA, PlanOptions, build_plan, read_plan, write_plan
 from pipeline.reading import read_book
 from pipeline.reading.book import Book, Chapter, Paragraph
-from pipeline.segment import seconds_to_frames
+from pipeline.segment import estimate_seconds, seconds_to_frames
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 MOBY_DICK = SHARED_DATA / "books" / "moby-dick.epub"
@@ -33,6 +34,9 @@ def needs(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not found: {path}")
     return path
+
+
+MARKER_RE = re.compile(r"\[\s*pause\s+(\d+(?:\.\d+)?)\s*s\s*\]", re.IGNORECASE)
 
 
 def spoken_chars(text: str) -> str:
@@ -63,6 +67,8 @@ def check_plan_invariants(plan) -> None:
         by_chapter.setdefault(segment.chapter_index, []).append(segment)
         assert 1 <= segment.est_frames <= MAX_FRAMES
         assert segment.model_text.strip() == segment.model_text and segment.model_text
+        assert not MARKER_RE.search(segment.model_text) and not MARKER_RE.search(segment.text)
+        assert segment.pause_s is None or segment.pause_s >= 0
     for segments in by_chapter.values():
         assert [s.segment_index for s in segments] == list(range(len(segments)))
         assert segments[-1].boundary == "chapter"
@@ -301,6 +307,69 @@ def test_forced_language(tmp_path):
     assert plan.segments[0].language == "en"
 
 
+# --- pause markers --------------------------------------------------------------------------------
+def test_pause_markers_end_segments_and_become_pauses(tmp_path):
+    _, plan = plan_text(tmp_path, "One. [pause 2s] Two [pause 0.5s][pause 0.5s] three.")
+    check_plan_invariants(plan)
+    assert [(s.text, s.model_text, s.pause_s) for s in plan.segments] == [
+        ("One.", "One.", 2.0), ("Two", "Two", 1.0), ("three.", "three.", None)]
+    assert [s.boundary for s in plan.segments] == ["sentence", "clause", "chapter"]
+    # speech only: the pipeline inserts the silence (with the 2 s counted, "One." would be 29 frames)
+    assert [s.est_frames for s in plan.segments] == [
+        seconds_to_frames(3 / 11.5), seconds_to_frames(3 / 11.5), seconds_to_frames(5 / 11.5)] == [4, 4, 6]
+    assert plan.summary().seconds == 14 / 12.5
+    assert plan.warnings == []
+
+
+def test_pauses_stay_out_of_the_keys(tmp_path):
+    _, short = plan_text(tmp_path, "One. [pause 2s] Two.")
+    _, long = plan_text(tmp_path, "One. [pause 3.5s] Two.")
+    assert [s.pause_s for s in short.segments] == [2.0, None] and [s.pause_s for s in long.segments] == [3.5, None]
+    assert [s.key for s in short.segments] == [s.key for s in long.segments]
+    assert short.segments[1].key == KEYS.key("Two.", "One.")  # carryover still runs across the pause
+
+
+def _pause_book(chapters: list[list[str]]) -> Book:
+    return Book(title="Pauses", author="", language="en", source="<pauses>", chapters=[
+        Chapter(f"C{i + 1}", [Paragraph(p, f"paragraph {j}") for j, p in enumerate(ps)], f"chapter {i}")
+        for i, ps in enumerate(chapters)])
+
+
+def test_markers_before_anything_is_said_follow_the_segment_before_them():
+    book = _pause_book([
+        ["[pause 1s] Hello. [pause 0.5s]", "[pause 0.25s] Again — [pause 1s] — [pause 1s] more."],
+        ["[pause 2s]"],  # nothing to say: a chapter of only a pause
+        ["[pause 1s] World."],
+    ])
+    plan = build_plan(book, OPTIONS, None, KEYS)
+    check_plan_invariants(plan)
+    assert [(s.chapter_index, s.text, s.boundary, s.pause_s) for s in plan.segments] == [
+        (0, "Hello.", "paragraph", 0.75),  # its own marker, then the one starting the next paragraph
+        (0, "Again —", "clause", 2.0),  # the dash between the markers has nothing to say; both add up
+        (0, "more.", "chapter", 3.0),  # chapter 2's pause and chapter 3's opening one follow it
+        (2, "World.", "chapter", None),
+    ]
+    assert "chapter 1 'C1': a pause of 1 s before anything is said in the book has no segment to follow; dropped" \
+        in plan.warnings
+    assert "chapter 2 'C2' has nothing to say; left out" in plan.warnings
+    check_segments_and_markers_join(book, plan)
+
+
+def test_pauses_round_trip_through_parquet(tmp_path):
+    _, plan = plan_text(tmp_path, "One. [pause 2s] Two [pause 0.5s][pause 0.5s] three.")
+    path = write_plan(plan, tmp_path / "plan.parquet")
+    table = pq.read_table(path)
+    assert table.schema.field("pause_s").type == pa.float64() and table.schema.field("pause_s").nullable
+    assert table.column("pause_s").to_pylist() == [2.0, 1.0, None]
+    segments, _ = read_plan(path)
+    assert segments == plan.segments
+    # a writer that stores "no pause" as NaN reads back as None
+    nan = table.set_column(table.schema.get_field_index("pause_s"), "pause_s",
+                           pa.array([2.0, 1.0, float("nan")], pa.float64()))
+    pq.write_table(nan, tmp_path / "nan.parquet")
+    assert [s.pause_s for s in read_plan(tmp_path / "nan.parquet")[0]] == [2.0, 1.0, None]
+
+
 # --- properties --------------------------------------------------------------------------------------
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDE", min_size=1, max_size=12)
 _HAN = st.text(alphabet="海天风浪灯塔船帆", min_size=1, max_size=30)
@@ -311,6 +380,40 @@ _TOKEN = st.tuples(
 ).map("".join)
 _PARAGRAPH = st.lists(_TOKEN, min_size=1, max_size=60).map(" ".join)
 _BOOK = st.lists(st.lists(_PARAGRAPH, min_size=1, max_size=4), min_size=1, max_size=3)
+
+
+def check_segments_and_markers_join(book: Book, plan) -> None:
+    """Each paragraph is its segments' texts and its pause markers, in order, with nothing to say between.
+
+    The markers up to the next segment (across paragraphs and chapters) add up to a segment's pause;
+    markers before the book's first segment are dropped, with a warning.
+    """
+    segments = plan.segments
+    expected: list[float | None] = [None] * len(segments)
+    dropped = 0.0
+    last = -1  # the segment the markers seen next follow
+
+    def gap(between: str) -> None:
+        nonlocal dropped
+        assert spoken_chars(MARKER_RE.sub(" ", between)) == ""  # only left-out pieces with nothing to say
+        pauses = [float(m.group(1)) for m in MARKER_RE.finditer(between)]
+        if pauses and last >= 0:
+            expected[last] = (expected[last] or 0.0) + sum(pauses)
+        elif pauses:
+            dropped += sum(pauses)
+
+    for c_index, chapter in enumerate(book.chapters):
+        for p_index, paragraph in enumerate(chapter.paragraphs):
+            pos = 0
+            for i, s in enumerate(segments):
+                if (s.chapter_index, s.paragraph_index) != (c_index, p_index):
+                    continue
+                found = paragraph.text.index(s.text, pos)
+                gap(paragraph.text[pos:found])
+                last, pos = i, found + len(s.text)
+            gap(paragraph.text[pos:])
+    assert [s.pause_s for s in segments] == expected
+    assert any("pause" in w and "dropped" in w for w in plan.warnings) == (dropped > 0)
 
 
 def _book(chapters: list[list[str]]) -> Book:
@@ -326,15 +429,19 @@ def _book(chapters: list[list[str]]) -> Book:
 def test_property_plan_bounds_join_and_stable_keys(chapters, target, extra):
     options = PlanOptions(target_seconds=target, max_seconds=max(target + extra, 6.0))
     book = _book(chapters)
-    plan = build_plan(book, options, None, KEYS)
+    try:
+        plan = build_plan(book, options, None, KEYS)
+    except InputError:  # only pause markers (and punctuation): nothing to say
+        assert not any(spoken_chars(MARKER_RE.sub(" ", p.text)) for c in book.chapters for p in c.paragraphs)
+        return
     again = build_plan(_book(chapters), options, None, KEYS)
     assert [s.key for s in again.segments] == [s.key for s in plan.segments]
     max_frames = seconds_to_frames(options.max_seconds)
     assert all(s.est_frames <= max_frames for s in plan.segments)
-    for c_index, chapter in enumerate(book.chapters):
-        for p_index, paragraph in enumerate(chapter.paragraphs):
-            texts = [s.text for s in plan.segments if (s.chapter_index, s.paragraph_index) == (c_index, p_index)]
-            assert_segments_join_to(paragraph.text, texts)
+    for s in plan.segments:  # markers never reach the model, and the estimate is speech only
+        assert not MARKER_RE.search(s.model_text) and not MARKER_RE.search(s.text)
+        assert s.est_frames == seconds_to_frames(estimate_seconds(s.model_text, options.rates))
+    check_segments_and_markers_join(book, plan)
     previous = {}
     for s in plan.segments:
         assert s.key == segment_key(s.model_text, voice_id=KEYS.voice_id, model_id=KEYS.model_id,

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,12 +24,25 @@ def sentences(text: str) -> list[str]:
     return [text[a:b].strip() for a, b in zip([0] + ends, ends)]
 
 
+MARKER_RE = re.compile(r"\[\s*pause\s+(\d+(?:\.\d+)?)\s*s\s*\]", re.IGNORECASE)
+
+
 def check_cuts(text: str, target: float, maximum: float):
     cuts = segment_paragraph(text, measure, target, maximum)
     assert "".join(text[c.start:c.end] for c in cuts) == text  # nothing lost, nothing added
     assert all(c.end == d.start for c, d in zip(cuts, cuts[1:]))
-    for c in cuts:
-        assert measure(text[c.start:c.end]) <= maximum + 1e-9
+    for i, c in enumerate(cuts):
+        speech, rest = text[c.start:c.speech_end], text[c.speech_end:c.end]
+        assert measure(speech) <= maximum + 1e-9
+        assert c.units == () or (c.units[0][0] == c.start and all(
+            a[1] == b[0] for a, b in zip(c.units, c.units[1:])))
+        # pause markers never sit in a cut's speech: they end it, and their seconds are its pause
+        assert not MARKER_RE.search(speech)
+        assert MARKER_RE.sub("", rest).strip() == ""
+        pauses = [float(m.group(1)) for m in MARKER_RE.finditer(rest)]
+        assert c.pause_s == (pytest.approx(sum(pauses)) if pauses else None)
+        if not c.units:  # only a pause, written before anything is said in the paragraph
+            assert i == 0 and not speech.strip() and c.pause_s
     return cuts
 
 
@@ -116,11 +131,44 @@ def test_never_cut_inside_ipa_or_a_marker():
         assert not any(start < cut.start < end for start, end in spans)
 
 
-def test_estimate_counts_scripts_pinyin_and_pauses():
+def test_a_pause_marker_ends_a_cut_and_adjacent_markers_add_up():
+    text = "One. [pause 2s] Two [pause 0.5s][pause 0.5s] three."
+    cuts = check_cuts(text, target=18, maximum=30)  # without the markers, one cut would hold it all
+    assert [text[c.start:c.speech_end].strip() for c in cuts] == ["One.", "Two", "three."]
+    assert [c.pause_s for c in cuts] == [2.0, 1.0, None]
+    assert [c.boundary for c in cuts] == ["sentence", "clause", "paragraph"]
+    assert [c.seconds for c in cuts] == pytest.approx([3 / 11.5, 3 / 11.5, 5 / 11.5])  # speech only
+
+
+def test_markers_at_the_edges_of_a_paragraph():
+    text = "[pause 1s] [PAUSE 0.25 s] Hello there. [pause 3s]"
+    cuts = check_cuts(text, target=18, maximum=30)
+    assert [(c.units == (), c.pause_s, c.boundary) for c in cuts] == [(True, 1.25, "clause"),
+                                                                      (False, 3.0, "paragraph")]
+    assert text[cuts[1].start:cuts[1].speech_end].strip() == "Hello there."
+    only = check_cuts("[pause 2s]", target=18, maximum=30)
+    assert [(c.units, c.pause_s) for c in only] == [((), 2.0)]
+
+
+def test_a_long_pause_is_not_an_unsplittable_word():
+    cuts = check_cuts("Wait. [pause 60s] Go.", target=2, maximum=8)
+    assert [c.pause_s for c in cuts] == [60.0, None]
+
+
+def test_an_unsplittable_word_after_a_marker_is_reported_at_its_place_in_the_paragraph():
+    text = "Fine. [pause 1s] " + "x" * 1000 + " more."
+    with pytest.raises(UnsplittableError) as info:
+        segment_paragraph(text, measure, 18, 30)
+    assert (info.value.start, info.value.end) == (17, 1017)
+
+
+def test_estimate_counts_scripts_and_pinyin_but_not_pauses():
     assert estimate_seconds("abc de", RATES) == pytest.approx(5 / 11.5)
     assert estimate_seconds("你好。", RATES) == pytest.approx(2 / 4.5)
     assert estimate_seconds("nin2 hao3", RATES) == pytest.approx(2 / 4.5)
-    assert estimate_seconds("[pause 1.5s]", RATES) == pytest.approx(1.5)
+    # speech only: the pipeline inserts a marker's silence, so it adds nothing to the estimate
+    assert estimate_seconds("[pause 1.5s]", RATES) == 0
+    assert estimate_seconds("abc [pause 1.5s] de", RATES) == pytest.approx(5 / 11.5)
     assert seconds_to_frames(1.0) == 13 and seconds_to_frames(0.8) == 10 and seconds_to_frames(0) == 1
 
 
