@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import ray
 from tqdm import tqdm
 
+from pipeline.errors import InputError
 from pipeline.chapter_audio import ChapterSegment, finish_chapter_from_store
 from pipeline.index import write_index
 from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, ChapterTask, Narrator
@@ -166,13 +167,17 @@ def _resolve(checkpoint: str) -> str:
 
 def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
     """Decode and finish every chapter in parallel CPU tasks; then the M4B and the index."""
+    from pipeline.export import Cover
     from pipeline.finish import finish_book as write_m4b
     from pipeline.naming import chapter_stem
 
-    missing = [s for s in plan.segments if not store.has(s.key)]
+    stored = store.keys()
+    missing = [s for s in plan.segments if s.key not in stored]
     if missing:
-        raise RuntimeError(f"{len(missing)} segment(s) are not narrated yet (first: chapter "
-                           f"{missing[0].chapter_index + 1}, segment {missing[0].segment_index + 1}); run job=narrate")
+        first = missing[0]
+        raise InputError(store.root, f"chapter {first.chapter_index + 1}, segment {first.segment_index + 1}",
+                         f"{len(missing)} segment(s) are not narrated yet",
+                         "run job=narrate first, with the same input, voice, model and decoding")
     chapters: dict[int, list] = {}
     for segment in plan.segments:
         chapters.setdefault(segment.chapter_index, []).append(segment)
@@ -190,8 +195,9 @@ def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
             done, pending = ray.wait(pending, num_returns=1)
             progress.update(len(done))
         finished = ray.get(refs)
+    cover = plan.book.cover and Cover(plan.book.cover.data, plan.book.cover.mime)
     m4b = write_m4b(finished, setup.output / f"{chapter_stem(None, plan.book.title)}.m4b", plan.book.title,
-                    plan.book.author, getattr(plan.book, "cover", None), setup.finish)
+                    plan.book.author, cover, setup.finish)
     segment_rows, flagged = _segment_rows(plan, store, finished, setup)
     chapter_rows = [c.chapter_row() for c in finished]
     audio_seconds = sum(c.duration_s for c in finished)

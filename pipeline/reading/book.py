@@ -24,6 +24,12 @@ class Chapter:
     source: str  # where the chapter starts
 
 
+@dataclass(frozen=True)
+class Cover:
+    data: bytes
+    mime: str  # image/jpeg, image/png, ...
+
+
 @dataclass
 class Book:
     title: str
@@ -33,6 +39,7 @@ class Book:
     chapters: list[Chapter]
     skipped: list[str] = field(default_factory=list)  # parts left out on purpose, and why
     warnings: list[str] = field(default_factory=list)
+    cover: Cover | None = None  # the cover image, when the source has one (EPUB)
 
     @property
     def characters(self) -> int:

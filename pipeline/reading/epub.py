@@ -24,7 +24,7 @@ from lxml import etree, html
 
 from pipeline.errors import InputError
 from pipeline.normalize_text import clean_paragraph
-from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions
+from pipeline.reading.book import Book, Chapter, Cover, Paragraph, ReadOptions
 
 _NS = {
     "opf": "http://www.idpf.org/2007/opf",
@@ -105,7 +105,22 @@ class _EpubReader:
         title = _text(opf.find("opf:metadata/dc:title", _NS)) or self.path.stem
         language = _text(opf.find("opf:metadata/dc:language", _NS)).split("-")[0].lower() or None
         return Book(title=title, author=self._author(opf), language=language, source=str(self.path),
-                    chapters=chapters, skipped=self.skipped, warnings=self.warnings)
+                    chapters=chapters, skipped=self.skipped, warnings=self.warnings,
+                    cover=self._cover(opf, manifest))
+
+    def _cover(self, opf, manifest: dict) -> Cover | None:
+        """EPUB 3: the manifest item with the cover-image property; EPUB 2: <meta name="cover">."""
+        item = next((i for i in manifest.values() if "cover-image" in i.properties.split()), None)
+        if item is None:
+            meta = opf.find("opf:metadata/opf:meta[@name='cover']", _NS)
+            item = manifest.get(meta.get("content")) if meta is not None else None
+        if item is None or not item.media_type.startswith("image/"):
+            return None
+        name = self.names.get(item.path.lower())
+        if name is None:
+            self.warnings.append(f"cover image {item.path} is missing from the archive; the M4B gets no cover")
+            return None
+        return Cover(self.archive.read(name), item.media_type)
 
     def _opf_path(self) -> str:
         try:

@@ -188,3 +188,34 @@ def test_invalid_cluster_choice_lists_the_valid_ones(tmp_path):
     result = cli("cluster=moon", cwd=tmp_path)
     assert result.returncode != 0
     assert "cluster" in result.stderr and "local" in result.stderr and "ray" in result.stderr
+
+
+def test_finish_job_refinishes_from_the_store_without_narrating(uninterrupted, book, voice, tmp_path):
+    import shutil
+
+    from jobs.finish import run as finish
+
+    output = tmp_path / "copy"
+    shutil.copytree(uninterrupted[0], output)
+    stored = {p: p.stat().st_mtime_ns for p in (output / "store").rglob("*.safetensors")}
+    result = finish(config("job=finish", *overrides(book, output, voice), "finish.loudness_preset=podcast",
+                           "finish.lossy_format=opus"))
+    assert {p: p.stat().st_mtime_ns for p in (output / "store").rglob("*.safetensors")} == stored
+    chapters = pq.read_table(output / "index" / "chapters.parquet").to_pylist()
+    assert len(chapters) == 3 and result["m4b"]
+    for chapter in chapters:
+        assert chapter["lossy_path"].endswith(".opus")
+        assert abs(chapter["output_lufs"] - (-16.0)) <= 1.0
+    segments = pq.read_table(output / "index" / "segments.parquet").to_pylist()
+    original = pq.read_table(uninterrupted[0] / "index" / "segments.parquet").to_pylist()
+    assert [s["key"] for s in segments] == [s["key"] for s in original]
+
+
+def test_finish_job_refuses_an_unnarrated_book(book, voice, tmp_path, ray_local):
+    from jobs.finish import run as finish
+
+    from pipeline.errors import InputError
+
+    with pytest.raises(InputError, match=r"segment\(s\) are not narrated yet. What to do: run job=narrate first"):
+        finish(config("job=finish", *overrides(book, tmp_path / "fresh", voice)))
+    assert not (tmp_path / "fresh" / "index").exists()
