@@ -85,7 +85,8 @@ def finish_options(cfg: DictConfig) -> FinishOptions:
     f = cfg.finish
     p = f.pauses
     return FinishOptions(
-        pauses=PauseOptions(float(p.clause), float(p.sentence), float(p.paragraph), float(p.chapter), float(p.lead_in)),
+        pauses=PauseOptions(clause_s=float(p.clause), sentence_s=float(p.sentence), paragraph_s=float(p.paragraph),
+                            chapter_s=float(p.chapter), lead_in_s=float(p.lead_in)),
         loudness_preset=str(f.loudness_preset),
         target_lufs=None if f.target_lufs is None else float(f.target_lufs),
         true_peak_db=float(f.true_peak_db),

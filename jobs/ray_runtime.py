@@ -184,7 +184,7 @@ def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
     task = ray.remote(num_cpus=setup.cluster.finish_cpus)(_finish_task)
     refs = []
     for index, segments in sorted(chapters.items()):
-        items = [ChapterSegment(s.key, s.text, s.boundary, getattr(s, "pause_s", None)) for s in segments]
+        items = [ChapterSegment(s.key, s.text, s.boundary, s.pause_s) for s in segments]
         title = segments[0].chapter_title
         refs.append(task.remote(setup, store.root, index, title, items, plan.book.title, plan.book.author,
                                 chapter_stem(index, title)))
