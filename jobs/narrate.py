@@ -7,9 +7,7 @@ the index, print a summary. The work itself lives in pipeline/.
 
 from __future__ import annotations
 
-import json
 import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -173,7 +171,6 @@ def make_plan(cfg: DictConfig, setup: RunSetup) -> Plan:
         # Every segment after the first speaks in the first one's voice: key them by it.
         first = plan.segments[0]
         carried = replace(inputs, voice_id=f"{GENERATED_VOICE}:{first.key}")
-        previous = {}
         rekeyed = [first]
         for segment in plan.segments[1:]:
             prev = rekeyed[-1] if rekeyed[-1].chapter_index == segment.chapter_index else None

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ray
 from tqdm import tqdm
 
-from pipeline.errors import InputError
 from pipeline.chapter_audio import ChapterSegment, finish_chapter_from_store
+from pipeline.errors import InputError
 from pipeline.index import write_index
 from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, ChapterTask, Narrator
 from pipeline.store import SegmentStore
-from pipeline.voice import Voice, VoiceSpec, encode_voice
+from pipeline.voice import Voice, encode_voice
 
 if TYPE_CHECKING:
     from jobs.narrate import ClusterOptions, RunSetup
@@ -81,7 +80,6 @@ class NarratorActor:
 
 def narrate_chapters(chapters: list[ChapterTask], setup: RunSetup, store: SegmentStore, total: int) -> list[ChapterReport]:
     """All chapters through the actors (longest first), with a progress bar fed from the store."""
-    keys = {s.key for c in chapters for s in c.segments}
     stored = store.keys()
     reports: list[ChapterReport] = []
     voice = None
@@ -91,10 +89,13 @@ def narrate_chapters(chapters: list[ChapterTask], setup: RunSetup, store: Segmen
         stored = store.keys()
     queue = sorted((c for c in chapters if any(s.key not in stored for s in c.segments)),
                    key=lambda c: c.est_frames, reverse=True)
-    options = {"num_cpus": setup.cluster.cpus_per_actor, "num_gpus": setup.cluster.gpus_per_actor}
+    # A dead actor is restarted and its call retried: it rebuilds its state from the store.
+    options = {"num_cpus": setup.cluster.cpus_per_actor, "num_gpus": setup.cluster.gpus_per_actor,
+               "max_restarts": 2, "max_task_retries": 2}
     actor_class = ray.remote(**options)(NarratorActor)
     actors = [actor_class.remote(setup, store.root, voice) for _ in range(min(setup.cluster.num_actors, len(queue)))]
     in_flight: dict = {}
+    est_frames = {s.key: s.est_frames for c in chapters for s in c.segments}
     progress = tqdm(total=total, unit="seg", desc="narrating", dynamic_ncols=True)
     try:
         for actor in actors:
@@ -105,8 +106,8 @@ def narrate_chapters(chapters: list[ChapterTask], setup: RunSetup, store: Segmen
                 actor = in_flight.pop(ref)
                 reports.extend(ray.get(ref))
                 _hand_out(actor, queue, in_flight, setup.cluster.chapters_per_actor)
-            _update(progress, store, keys)
-        _update(progress, store, keys)
+            _update(progress, store, est_frames)
+        _update(progress, store, est_frames)
     finally:
         progress.close()
         for actor in actors:
@@ -120,8 +121,11 @@ def _hand_out(actor, queue: list[ChapterTask], in_flight: dict, count: int) -> N
         in_flight[actor.narrate.remote(batch)] = actor
 
 
-def _update(progress: tqdm, store: SegmentStore, keys: set[str]) -> None:
-    stored = store.keys() & keys
+def _update(progress: tqdm, store: SegmentStore, est_frames: dict[str, int]) -> None:
+    """Progress from the store itself: segments done, and about how much audio they hold."""
+    stored = store.keys() & est_frames.keys()
+    minutes = sum(est_frames[k] for k in stored) / FRAMES_PER_SECOND / 60
+    progress.set_postfix_str(f"audio≈{minutes:.1f} min", refresh=False)
     progress.update(len(stored) - progress.n)
 
 

@@ -1,6 +1,5 @@
 """Loading from folders and the hub cache, save/load round trips, and every loading error."""
 
-import json
 import shutil
 
 import pytest
