@@ -6,9 +6,10 @@ waveform and inserts the pause that follows it as digital silence of an exact nu
 samples. Where a cut lands on non-silent signal, a short raised-cosine fade removes the
 click; where the signal is already near zero, nothing is touched.
 
-Explicit pause markers in the manuscript (``[pause 1.5s]``) are parsed here too, so the
-narrator can split a segment at them and the pause becomes silence inserted by this
-stage instead of something the model would have to speak.
+Explicit pause markers in the manuscript (``[pause 1.5s]``) end a segment at planning time
+(the plan's ``pause_s``); here that pause replaces the boundary kind's default, so it is
+silence inserted by this stage instead of something the model would have to speak. The
+marker parser below uses the planner's grammar, for callers that hold text with markers.
 """
 
 from __future__ import annotations
