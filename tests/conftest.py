@@ -46,3 +46,11 @@ def ray_local():
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+    """Tiny model and codec folders side by side (the model's processor config names the codec)."""
+    from moss_model.tiny import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny-pair"), seed=0)

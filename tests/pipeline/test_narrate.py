@@ -1,0 +1,90 @@
+"""The narrator without Ray: carryover prompts, checks and retries, the segment store."""
+
+import numpy as np
+import pytest
+import torch
+
+from moss_model.codec import load_codec
+from moss_model.loading import load_tts
+from pipeline.narrate import ChapterTask, NarrationOptions, Narrator, SegmentTask, codes_digest, segment_seed
+from pipeline.store import SegmentStore, StoredSegment
+from pipeline.voice import Voice
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoints):
+    model_dir, codec_dir = tiny_checkpoints
+    return load_tts(model_dir), load_codec(codec_dir)
+
+
+def chapter(index: int, texts: list[str], est: int = 30) -> ChapterTask:
+    segments = []
+    for i, text in enumerate(texts):
+        previous = segments[-1] if segments else None
+        segments.append(SegmentTask(key=f"c{index}s{i}k", chapter_index=index, segment_index=i, model_text=text,
+                                    est_frames=est, language="en",
+                                    previous_key=previous.key if previous else None,
+                                    previous_text=previous.model_text if previous else None))
+    return ChapterTask(index, f"Chapter {index}", tuple(segments))
+
+
+def voice(n_vq: int, with_text: bool) -> Voice:
+    codes = np.random.default_rng(0).integers(0, 1024, size=(20, n_vq)).astype(np.int16)
+    return Voice("ref-test", codes, "A reference sentence." if with_text else None)
+
+
+def test_segments_are_stored_with_their_prefix_and_reused(models, tmp_path):
+    tts, codec = models
+    store = SegmentStore(str(tmp_path / "store"))
+    narrator = Narrator(tts, codec, voice(tts.config.n_vq, True), NarrationOptions(check_durations=False), store)
+    chapters = [chapter(0, ["One.", "Two.", "Three."]), chapter(1, ["Other one.", "Other two."])]
+    reports = narrator.narrate(chapters)
+    assert [r.generated for r in reports] == [3, 2] and all(r.reused == 0 for r in reports)
+    for c in chapters:
+        first = store.get(c.segments[0].key).facts
+        assert first["prefix_key"] is None and first["prefix_digest"] == codes_digest(narrator.voice.codes)
+        for previous, segment in zip(c.segments, c.segments[1:]):
+            facts = store.get(segment.key).facts
+            assert facts["prefix_key"] == previous.key
+            assert facts["prefix_digest"] == codes_digest(store.get(previous.key).codes)
+            assert facts["seed"] == segment_seed(segment.key, 0) and facts["attempts"] == 1
+    again = Narrator(tts, codec, narrator.voice, NarrationOptions(check_durations=False), store).narrate(chapters)
+    assert [r.reused for r in again] == [3, 2] and all(r.generated == 0 for r in again)
+
+
+def test_failing_segment_is_retried_with_new_seeds_then_flagged(models, tmp_path):
+    tts, codec = models
+    store = SegmentStore(str(tmp_path / "store"))
+    # No tiny-model segment can be 1000x its estimate: every attempt fails the duration check.
+    options = NarrationOptions(check_durations=True, min_duration_ratio=1000.0, max_attempts=2)
+    [report] = Narrator(tts, codec, voice(tts.config.n_vq, False), options, store).narrate([chapter(0, ["Hello."])])
+    facts = store.get("c0s0k").facts
+    assert report.attempts == 2 and report.generated == 1 and report.flagged == 1
+    assert facts["attempts"] == 2 and "too_short" in facts["flags"]
+    assert facts["seed"] == segment_seed("c0s0k", 1) != segment_seed("c0s0k", 0)
+
+
+def test_long_previous_segment_is_not_carried(models, tmp_path):
+    tts, codec = models
+    store = SegmentStore(str(tmp_path / "store"))
+    store.put(StoredSegment("c0s0k", np.zeros((50, tts.config.n_vq), np.int16), {}))
+    narrator = Narrator(tts, codec, voice(tts.config.n_vq, False), NarrationOptions(carryover_bound_frames=40), store)
+    task = chapter(0, ["First.", "Second."]).segments[1]
+    request, digest = narrator.request_for(task)
+    assert request.prefix_codes is None and digest is None and request.reference is not None
+    narrator.options = NarrationOptions(carryover_bound_frames=50)
+    request, digest = narrator.request_for(task)
+    assert torch.equal(request.prefix_codes, torch.zeros(50, tts.config.n_vq, dtype=torch.long))
+    assert request.prefix_text == "First. "
+
+
+def test_store_round_trip_and_atomic_files(tmp_path):
+    store = SegmentStore(str(tmp_path / "s"))
+    codes = np.arange(64, dtype=np.int16).reshape(2, 32)
+    store.put(StoredSegment("abc123", codes, {"text": "héllo", "flags": []}))
+    got = store.get("abc123")
+    assert np.array_equal(got.codes, codes) and got.facts == {"text": "héllo", "flags": []}
+    assert store.keys() == {"abc123"} and store.has("abc123") and not store.has("abc124")
+    assert not list((tmp_path / "s").rglob("*.partial"))
+    with pytest.raises(ValueError, match="alphanumeric"):
+        store.has("../escape")
