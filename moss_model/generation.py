@@ -150,7 +150,7 @@ class Generator:
             stats.steps += steps
             stats.prefill_seconds += decode_started - started
             stats.decode_seconds += time.perf_counter() - decode_started
-        return self._results(prompts, input_ids, out[:, :steps], state)
+        return self._results(prompts, out[:, :steps], state)
 
     def _seen_codes(self, input_ids: torch.Tensor, mask: torch.Tensor, decoding: DecodingParams) -> torch.Tensor | None:
         """Per row and codebook, which codes the history holds (for the repetition penalty)."""
@@ -239,7 +239,7 @@ class Generator:
         state.delay = torch.where(delay > self.n_vq, NOT_DELAYING, delay)
         return torch.cat([text[:, None], codes], dim=1)
 
-    def _results(self, prompts: list[Prompt], input_ids: torch.Tensor, out: torch.Tensor, state: RowState) -> list[RowResult]:
+    def _results(self, prompts: list[Prompt], out: torch.Tensor, state: RowState) -> list[RowResult]:
         c = self.model.config
         out = out.cpu()
         results = []
