@@ -12,14 +12,6 @@ from moss_model.checkpoint import INDEX_FILE, SINGLE_FILE, CheckpointError
 from moss_model.codec import CodecConfigError, MossAudioCodec, load_codec, write_tiny_codec
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_codec_dir(tmp_path_factory):
     return write_tiny_codec(tmp_path_factory.mktemp("codec") / "moss-audio-tokenizer-tiny", seed=0)

@@ -10,14 +10,6 @@ from moss_model.codec.tiny import random_codec
 
 SPF = 1920
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronization (badly so on a loaded 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 FRAMES = 40  # 3.2 s: past the tiny codec's 1 s attention context at every stage
 
 

@@ -31,13 +31,6 @@ pytestmark = pytest.mark.skipif(
 SPF = 1920
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def upstream():
