@@ -211,25 +211,24 @@ def run(cfg: DictConfig) -> dict:
     print(summary.format())
     store = SegmentStore(str(setup.output / STORE_DIR))
     chapters = chapter_tasks(plan)
-    stored_before = store.keys() & {s.key for s in plan.segments}
     with ray_runtime.connect(setup.cluster):
         reports = ray_runtime.narrate_chapters(chapters, setup, store, total=len(plan.segments))
         result = ray_runtime.finish_book(plan, setup, store)
     wall = time.perf_counter() - started
-    totals = summarize(reports, stored_before, plan, result, wall, setup)
+    totals = summarize(reports, plan, result, wall, setup)
     print(format_summary(totals))
     return totals
 
 
-def summarize(reports: list[ChapterReport], stored_before: set[str], plan: Plan, result: dict, wall: float,
-              setup: RunSetup) -> dict:
+def summarize(reports: list[ChapterReport], plan: Plan, result: dict, wall: float, setup: RunSetup) -> dict:
     audio_seconds = result["audio_seconds"]
     model_seconds = sum(r.model_seconds for r in reports)
     gpus = max(setup.cluster.num_actors * max(setup.cluster.gpus_per_actor, 0.0), 0.0)
+    generated = sum(r.generated for r in reports)
     return {
         "segments": len(plan.segments),
-        "generated": sum(r.generated for r in reports),
-        "reused": len(stored_before),
+        "generated": generated,
+        "reused": len(plan.segments) - generated,  # found in the store, finished by an earlier run
         "flagged": result["flagged"],
         "attempts": sum(r.attempts for r in reports),
         "audio_hours": audio_seconds / 3600,
