@@ -33,7 +33,7 @@ from moss_model.sampling import DecodingParams
 from moss_model.tiny import build_tokenizer, shape_text_head, tiny_config
 
 EIGHT_B = BackboneConfig(
-    vocab_size=155648, hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
+    vocab_size=151936, hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
     num_key_value_heads=8, intermediate_size=12288, head_dim=128,
 )
 
@@ -44,8 +44,13 @@ def build(config_name: str, device: str, dtype: torch.dtype):
     config = tiny_config(151936, special_ids=ids)
     if config_name == "8b":
         config = replace(config, backbone=EIGHT_B)
-    with torch.device(device):
-        model = MossTTSDelayModel(config).to(dtype)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # allocate in the target dtype: an 8B never exists in float32
+    try:
+        with torch.device(device):
+            model = MossTTSDelayModel(config)
+    finally:
+        torch.set_default_dtype(default_dtype)
     model.init_non_persistent_buffers()
     model.init_random_weights(seed=0)
     # Steer the random model into audio and keep it there, so that every timed step is the

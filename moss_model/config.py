@@ -103,10 +103,6 @@ class MossTTSConfig:
         "audio_assistant_delay_slot_token_id",
     )
 
-    @property
-    def frames_per_second(self) -> float:
-        return 12.5
-
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = CONFIG_FILE) -> MossTTSConfig:
         model_type = data.get("model_type")

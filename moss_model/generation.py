@@ -15,7 +15,7 @@ The KV cache is allocated once for prompt + max steps; outputs go into a preallo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -43,7 +43,6 @@ class GenerationStats:
     steps: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class RowState:

@@ -424,7 +424,7 @@ def normalize_loudness(
         if near_silent or close_enough or attempt == passes - 1:
             break
         gain_db = applied_db + target_lufs - output_lufs
-        del limited  # free this pass's audio before the next pass makes its own
+        limited = None  # free this pass's audio before the next pass makes its own
     return LoudnessResult(
         audio=limited,
         input_lufs=input_lufs,
