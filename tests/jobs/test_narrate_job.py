@@ -220,3 +220,17 @@ def test_finish_job_refuses_an_unnarrated_book(book, voice, tmp_path, ray_local)
     with pytest.raises(InputError, match=r"segment\(s\) are not narrated yet. What to do: run job=narrate first"):
         finish(config("job=finish", *overrides(book, tmp_path / "fresh", voice)))
     assert not (tmp_path / "fresh" / "index").exists()
+
+
+def test_m4b_chapters_match_the_index(uninterrupted):
+    import json
+
+    output, summary = uninterrupted
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_chapters", "-of", "json", summary["m4b"]],
+                           capture_output=True, text=True, check=True)
+    info = json.loads(probe.stdout)
+    chapters = pq.read_table(output / "index" / "chapters.parquet").to_pylist()
+    assert [c["tags"]["title"] for c in info["chapters"]] == [c["title"] for c in chapters]
+    total = sum(c["num_samples"] for c in chapters) / 24000
+    assert abs(float(info["format"]["duration"]) - total) < 0.1
+    assert info["format"]["tags"]["title"] == "A Small Test Book"
