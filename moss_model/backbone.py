@@ -1,9 +1,17 @@
 """The Qwen3 decoder that carries the delay model, with a preallocated (static) KV cache.
 
-Parameter names follow the released checkpoint (`embed_tokens`, `layers.N.self_attn.q_proj`,
-`...q_norm`, `layers.N.mlp.gate_proj`, `input_layernorm`, `norm`, ...), so the weights load
-with a strict check. The numerics follow the transformers Qwen3 implementation (float32 RMS
-statistics, RoPE with rotate-half); tests compare the two on the same random weights.
+The weights load under the released checkpoint's names (`embed_tokens`, `layers.N.self_attn.q_proj`,
+`...q_norm`, `layers.N.mlp.gate_proj`, `input_layernorm`, `norm`, ...) with a strict check:
+`checkpoint_tensors()` maps each name to a view of our parameters. The q/k/v projections are
+stored as one matrix and gate/up as another, because a decode step at small batch is a long
+chain of small kernels and every launch counts. The numerics follow the transformers Qwen3
+implementation (float32 RMS statistics, RoPE with rotate-half); tests compare the two on the
+same random weights.
+
+Two ways to run the decoder: `forward` for any number of new tokens with attention over the
+cache filled so far (prefill, and decode steps on CPU), and `decode` for one token per row
+with attention over the whole cache under a mask, so that every shape and address is fixed
+and the step can be captured as a CUDA graph.
 """
 
 from __future__ import annotations
@@ -17,6 +25,11 @@ from torch import nn
 from moss_model.config import BackboneConfig
 
 
+def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x over its root mean square, computed in float32 and returned in x's dtype (Qwen3's order)."""
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -24,10 +37,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(dtype)
+        return self.weight * rms_normalize(x, self.eps)
 
 
 @dataclass
@@ -49,9 +59,10 @@ class KVCache:
         return self.keys.shape[3]
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE. Rolling the halves and using sin with its first half negated gives
+    exactly rotate_half(x) * sin, in two kernels fewer."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class Attention(nn.Module):
@@ -60,30 +71,52 @@ class Attention(nn.Module):
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.eps = config.rms_norm_eps
         bias = config.attention_bias
-        self.q_proj = nn.Linear(config.hidden_size, self.heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(config.hidden_size, self.kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(config.hidden_size, self.kv_heads * self.head_dim, bias=bias)
+        self.qkv_proj = nn.Linear(config.hidden_size, (self.heads + 2 * self.kv_heads) * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.heads * self.head_dim, config.hidden_size, bias=bias)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
 
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        sizes = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
+        tensors = dict(zip(("q_proj.weight", "k_proj.weight", "v_proj.weight"), self.qkv_proj.weight.split(sizes)))
+        if self.qkv_proj.bias is not None:
+            tensors.update(zip(("q_proj.bias", "k_proj.bias", "v_proj.bias"), self.qkv_proj.bias.split(sizes)))
+        tensors["o_proj.weight"] = self.o_proj.weight
+        if self.o_proj.bias is not None:
+            tensors["o_proj.bias"] = self.o_proj.bias
+        tensors["q_norm.weight"] = self.q_norm.weight
+        tensors["k_norm.weight"] = self.k_norm.weight
+        return tensors
+
+    def project(
+        self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, hidden] -> q [B, T, heads, D], k and v [B, T, kv_heads, D]; q and k normed and rotated."""
+        B, T, _ = x.shape
+        qkv = self.qkv_proj(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)
+        qk, v = qkv.split([self.heads + self.kv_heads, self.kv_heads], dim=2)
+        # q and k heads are normed and rotated together: one chain of kernels instead of two.
+        norm_weight = torch.cat(
+            (self.q_norm.weight.expand(self.heads, -1), self.k_norm.weight.expand(self.kv_heads, -1))
+        )
+        qk = apply_rope(norm_weight * rms_normalize(qk, self.eps), cos, signed_sin)
+        q, k = qk.split([self.heads, self.kv_heads], dim=2)
+        return q, k, v
+
     def forward(
         self,
         x: torch.Tensor,  # B, T, hidden
-        cos: torch.Tensor,  # B, 1, T, head_dim
-        sin: torch.Tensor,
+        cos: torch.Tensor,  # B, T, 1, head_dim
+        signed_sin: torch.Tensor,
         mask: torch.Tensor,  # B, 1, T, S (bool, True = attend)
         cache_keys: torch.Tensor | None,  # B, kv_heads, capacity, head_dim
         cache_values: torch.Tensor | None,
         start: int,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(B, T, self.heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q, k, v = (t.transpose(1, 2) for t in self.project(x, cos, signed_sin))
         if cache_keys is not None:
             end = start + T
             cache_keys[:, :, start:end] = k
@@ -93,16 +126,41 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.heads != self.kv_heads)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.heads * self.head_dim))
 
+    def decode(
+        self,
+        x: torch.Tensor,  # B, 1, hidden
+        cos: torch.Tensor,  # B, 1, 1, head_dim
+        signed_sin: torch.Tensor,
+        additive_mask: torch.Tensor,  # B, 1, 1, capacity (0 = attend, -inf = not)
+        cache_keys: torch.Tensor,  # B, kv_heads, capacity, head_dim
+        cache_values: torch.Tensor,
+        slot: torch.Tensor,  # [1]: the cache slot of the new token
+    ) -> torch.Tensor:
+        B = x.shape[0]
+        q, k, v = self.project(x, cos, signed_sin)
+        cache_keys.index_copy_(2, slot, k.transpose(1, 2))
+        cache_values.index_copy_(2, slot, v.transpose(1, 2))
+        # Grouped-query attention without repeating the cache: the query heads that share a kv
+        # head (h // group) become `group` queries of that head.
+        grouped = q.reshape(B, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
+        out = F.scaled_dot_product_attention(grouped, cache_keys, cache_values, attn_mask=additive_mask)
+        return self.o_proj(out.reshape(B, 1, self.heads * self.head_dim))
+
 
 class MLP(nn.Module):
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.intermediate_size = config.intermediate_size
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        gate, up = self.gate_up_proj.weight.split(self.intermediate_size)
+        return {"gate_proj.weight": gate, "up_proj.weight": up, "down_proj.weight": self.down_proj.weight}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -113,8 +171,21 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask, cache_keys, cache_values, start: int) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache_keys, cache_values, start)
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"self_attn.{k}": v for k, v in self.self_attn.checkpoint_tensors().items()}
+        tensors.update({f"mlp.{k}": v for k, v in self.mlp.checkpoint_tensors().items()})
+        tensors["input_layernorm.weight"] = self.input_layernorm.weight
+        tensors["post_attention_layernorm.weight"] = self.post_attention_layernorm.weight
+        return tensors
+
+    def forward(self, x, cos, signed_sin, mask, cache_keys, cache_values, start: int) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, signed_sin, mask, cache_keys, cache_values, start)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+    def decode(self, x, cos, signed_sin, additive_mask, cache_keys, cache_values, slot: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn.decode(
+            self.input_layernorm(x), cos, signed_sin, additive_mask, cache_keys, cache_values, slot
+        )
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -129,6 +200,14 @@ class Qwen3Backbone(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.register_buffer("inv_freq", self._inverse_frequencies(), persistent=False)
 
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """Released checkpoint key (under `language_model.`) -> the tensor, a view of our parameters."""
+        tensors = {"embed_tokens.weight": self.embed_tokens.weight}
+        for index, layer in enumerate(self.layers):
+            tensors.update({f"layers.{index}.{k}": v for k, v in layer.checkpoint_tensors().items()})
+        tensors["norm.weight"] = self.norm.weight
+        return tensors
+
     def _inverse_frequencies(self) -> torch.Tensor:
         dim = self.config.head_dim
         exponents = torch.arange(0, dim, 2, dtype=torch.int64).to(dtype=torch.float32) / dim
@@ -139,10 +218,12 @@ class Qwen3Backbone(nn.Module):
         self.inv_freq = self._inverse_frequencies().to(device)
 
     def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for integer positions [B, T], shaped [B, 1, T, head_dim]."""
+        """cos and signed sin (see `apply_rope`) for integer positions [B, T], shaped [B, T, 1, head_dim]."""
         freqs = positions.float()[..., None] * self.inv_freq  # B, T, head_dim/2
-        angles = torch.cat((freqs, freqs), dim=-1)
-        return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]
+        cos = torch.cat((freqs, freqs), dim=-1).cos()
+        sin = freqs.sin()
+        signed_sin = torch.cat((-sin, sin), dim=-1)
+        return cos.to(dtype)[:, :, None], signed_sin.to(dtype)[:, :, None]
 
     def forward(
         self,
@@ -152,12 +233,31 @@ class Qwen3Backbone(nn.Module):
         cache: KVCache | None = None,
         start: int = 0,
     ) -> torch.Tensor:
-        cos, sin = self.rotary(positions, embeddings.dtype)
+        cos, signed_sin = self.rotary(positions, embeddings.dtype)
         x = embeddings
         for index, layer in enumerate(self.layers):
             cache_keys = cache.keys[index] if cache is not None else None
             cache_values = cache.values[index] if cache is not None else None
-            x = layer(x, cos, sin, mask, cache_keys, cache_values, start)
+            x = layer(x, cos, signed_sin, mask, cache_keys, cache_values, start)
+        return self.norm(x)
+
+    def decode(
+        self,
+        embeddings: torch.Tensor,  # B, 1, hidden
+        positions: torch.Tensor,  # B, 1
+        key_valid: torch.Tensor,  # B, capacity (True where the slot holds a real token)
+        cache: KVCache,
+        slot: torch.Tensor,  # [1] long: the cache slot of the new token
+    ) -> torch.Tensor:
+        """One new token per row, attending over the whole cache: shapes depend only on B and capacity."""
+        cos, signed_sin = self.rotary(positions, embeddings.dtype)
+        # As in `attention_mask`, the new token also sees itself (a finished row's slot is not valid).
+        visible = key_valid.index_fill(1, slot, True)
+        additive_mask = torch.full(visible.shape, float("-inf"), dtype=embeddings.dtype, device=visible.device)
+        additive_mask = additive_mask.masked_fill_(visible, 0.0)[:, None, None]
+        x = embeddings
+        for index, layer in enumerate(self.layers):
+            x = layer.decode(x, cos, signed_sin, additive_mask, cache.keys[index], cache.values[index], slot)
         return self.norm(x)
 
 

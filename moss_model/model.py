@@ -44,7 +44,7 @@ class MossTTSDelayModel(nn.Module):
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """Checkpoint key -> tensor (a view into our parameters) holding that weight."""
-        tensors = {f"language_model.{k}": v for k, v in self.language_model.state_dict(keep_vars=True).items()}
+        tensors = {f"language_model.{k}": v for k, v in self.language_model.checkpoint_tensors().items()}
         tensors["lm_heads.0.weight"] = self.text_head
         for i in range(self.config.n_vq):
             tensors[f"emb_ext.{i}.weight"] = self.audio_embeddings[i]
@@ -123,6 +123,23 @@ class MossTTSDelayModel(nn.Module):
         hidden = self.language_model(self.embed(input_ids), positions, mask, cache, start)
         if last_only:
             hidden = hidden[:, -1:]
+        return self.heads(hidden, text_ids)
+
+    def decode_step(
+        self,
+        input_ids: torch.Tensor,  # B, 1, 1+n_vq
+        positions: torch.Tensor,  # B, 1
+        key_valid: torch.Tensor,  # B, capacity
+        cache: KVCache,
+        slot: torch.Tensor,  # [1] long
+        text_ids: torch.Tensor | None = None,
+    ) -> Logits:
+        """One new token per row into cache slot `slot`, attending over the whole cache under a mask.
+
+        The same logits as `step(..., start=slot)`, but every shape and address depends only on
+        the batch and the cache, so a CUDA graph can capture the step and replay it.
+        """
+        hidden = self.language_model.decode(self.embed(input_ids), positions, key_valid, cache, slot)
         return self.heads(hidden, text_ids)
 
     def allocate_cache(self, batch: int, capacity: int) -> KVCache:

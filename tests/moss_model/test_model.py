@@ -18,7 +18,8 @@ def _transformers_qwen3(model):
     )
     config._attn_implementation = "eager"
     reference = Qwen3Model(config).eval()
-    missing, unexpected = reference.load_state_dict(model.language_model.state_dict(), strict=False)
+    weights = {key: tensor.detach() for key, tensor in model.language_model.checkpoint_tensors().items()}
+    missing, unexpected = reference.load_state_dict(weights, strict=False)
     assert not unexpected and all("rotary" in key for key in missing)
     return reference
 
@@ -92,3 +93,38 @@ def test_left_padding_does_not_change_a_row(tiny_model):
     batch = processor.pad_batch([long, short])
     together = model(batch.input_ids, batch.attention_mask)
     torch.testing.assert_close(together.text[1, -1], alone.text[0, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_static_decode_step_equals_full_forward(tiny_model):
+    """decode_step attends over the whole cache under a mask (the CUDA-graph path): slots not yet
+    written hold garbage, and only the mask keeps them out."""
+    model, processor = tiny_model.model, tiny_model.processor
+    prompts = [processor.build_prompt(SpeechRequest(text=t)) for t in ("A longer sentence than the other.", "Hi.")]
+    batch = processor.pad_batch(prompts)
+    extra = _random_ids(model, 2, 6, seed=4)
+    full_ids = torch.cat([batch.input_ids, extra], dim=1)
+    full_mask = torch.cat([batch.attention_mask, torch.ones(2, 6, dtype=torch.bool)], dim=1)
+    T = batch.input_ids.shape[1]
+    capacity = T + 6 + 25
+    with torch.no_grad():
+        full = model(full_ids, full_mask)
+        cache = model.allocate_cache(2, capacity)
+        cache.keys.normal_(0, 30.0)
+        cache.values.normal_(0, 30.0)
+        key_valid = torch.zeros(2, capacity, dtype=torch.bool)
+        key_valid[:, :T] = batch.attention_mask
+        positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        model.step(batch.input_ids, positions, key_valid, cache, 0)
+        next_position = positions[:, -1] + 1
+        for i in range(6):
+            key_valid[:, T + i] = True
+            slot = torch.tensor([T + i])
+            step = model.decode_step(extra[:, i : i + 1], next_position[:, None], key_valid, cache, slot)
+            next_position += 1
+            torch.testing.assert_close(step.text[:, 0], full.text[:, T + i], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(step.audio[:, 0], full.audio[:, T + i], rtol=1e-4, atol=1e-4)
+        # A finished row's slot is not valid; its query still sees itself, so nothing turns NaN.
+        key_valid[1, T + 6] = False
+        step = model.decode_step(extra[:, :1], next_position[:, None], key_valid, cache, torch.tensor([T + 6]))
+        assert torch.isfinite(step.text).all()
+        assert torch.isfinite(step.audio[..., :-1]).all()
