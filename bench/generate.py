@@ -3,9 +3,10 @@
     python bench/generate.py                              # tiny config on CPU, batches 1 8 32
     python bench/generate.py --config 8b --device cuda --dtype bfloat16 --batches 1 16
     python bench/generate.py --upstream /path/to/MOSS-TTS # also time the upstream loop, same weights
+    python bench/generate.py --decode eager static static+compile  # compare decode modes
 
 Prints ms per decode step and steps (and rows) per second per batch size (best of --repeats
-runs, after a warm-up). The tiny config is the
+runs, after a warm-up, for each --decode mode). The tiny config is the
 issue's anchor: hidden 64, 2 layers, 4 heads, 2 kv heads, n_vq 32, text vocab 151936. With
 --upstream (a local checkout of OpenMOSS/MOSS-TTS, never part of this project) the upstream
 generate() runs on identical weights in the same process and the speed-up is printed as a ratio.
@@ -26,6 +27,7 @@ from types import SimpleNamespace
 import torch
 
 from moss_model.config import BackboneConfig
+from moss_model.decoders import DECODE_MODES
 from moss_model.generation import GenerationStats, Generator
 from moss_model.model import MossTTSDelayModel
 from moss_model.processor import MossTTSProcessor, SpeechRequest, TextTokenizer
@@ -110,40 +112,60 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--upstream", default=None, help="local checkout of OpenMOSS/MOSS-TTS for the baseline")
+    parser.add_argument("--decode", nargs="+", default=["auto"],
+                        choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
+                        help="decode modes to time (see moss_model.decoders); auto = CUDA graphs on CUDA, eager on "
+                             "CPU; +compile fuses each layer's elementwise work with torch.compile")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
     model, processor = build(args.config, args.device, dtype)
-    generator = Generator(model, processor)
     upstream = load_upstream(args.upstream, model) if args.upstream else None
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"config={args.config} device={device_name} dtype={dtype} steps={args.steps}")
-    header = f"{'batch':>5} {'ms/step':>9} {'+prefill':>9} {'steps/s':>8} {'rows/s':>8}"
-    print(header + (f" {'upstream ms/step':>17} {'speed-up':>9}" if upstream else ""))
+    print(f"weights streamed per step inside audio: {streamed_bytes(model) / 1e9:.2f} GB")
     texts = ["The quick brown fox jumps over the lazy dog.", "Call me the narrator.", "Some years ago, never mind how long."]
-    rows_per_second = {}
-    for B in args.batches:
-        prompts = [processor.build_prompt(SpeechRequest(text=texts[i % len(texts)] * (1 + i % 3))) for i in range(B)]
-        # Runs alternate between us and upstream, and the best of each counts: on a shared
-        # machine the minimum is the figure least disturbed by other work.
-        ours, theirs = [], []
-        time_ours(generator, prompts, args.steps)  # warm-up
-        for _ in range(args.repeats):
-            ours.append(time_ours(generator, prompts, args.steps))
+    for choice in args.decode:
+        mode, _, extra = choice.partition("+")
+        generator = Generator(model, processor, decode_mode=mode, compile_layers=extra == "compile")
+        print(f"decode mode: {generator.decode_mode}{' with compiled layers' if generator.compile_layers else ''}")
+        header = f"{'batch':>5} {'ms/step':>9} {'+prefill':>9} {'steps/s':>8} {'rows/s':>8} {'GB/s':>7}"
+        print(header + (f" {'upstream ms/step':>17} {'speed-up':>9}" if upstream else ""))
+        rows_per_second = {}
+        for B in args.batches:
+            prompts = [processor.build_prompt(SpeechRequest(text=texts[i % len(texts)] * (1 + i % 3))) for i in range(B)]
+            # Runs alternate between us and upstream, and the best of each counts: on a shared
+            # machine the minimum is the figure least disturbed by other work.
+            ours, theirs = [], []
+            time_ours(generator, prompts, args.steps)  # warm-up (graph capture, compilation)
+            for _ in range(args.repeats):
+                ours.append(time_ours(generator, prompts, args.steps))
+                if upstream is not None:
+                    theirs.append(time_upstream(upstream, processor.pad_batch(prompts), args.steps))
+            decode_ms = min(d for d, _ in ours)
+            total_ms = min(t for _, t in ours)
+            bandwidth = streamed_bytes(model) / decode_ms / 1e6
+            line = (f"{B:>5} {decode_ms:>9.2f} {total_ms:>9.2f} {1000 / decode_ms:>8.1f} "
+                    f"{B * 1000 / decode_ms:>8.1f} {bandwidth:>7.0f}")
             if upstream is not None:
-                theirs.append(time_upstream(upstream, processor.pad_batch(prompts), args.steps))
-        decode_ms = min(d for d, _ in ours)
-        total_ms = min(t for _, t in ours)
-        line = f"{B:>5} {decode_ms:>9.2f} {total_ms:>9.2f} {1000 / decode_ms:>8.1f} {B * 1000 / decode_ms:>8.1f}"
-        if upstream is not None:
-            upstream_ms = min(theirs)
-            line += f" {upstream_ms:>17.2f} {upstream_ms / total_ms:>8.1f}x"
-        print(line, flush=True)
-        rows_per_second[B] = B * 1000 / decode_ms
-    first = args.batches[0]
-    for B in args.batches[1:]:
-        print(f"throughput at batch {B}: {rows_per_second[B] / rows_per_second[first]:.1f}x batch {first}")
+                upstream_ms = min(theirs)
+                line += f" {upstream_ms:>17.2f} {upstream_ms / total_ms:>8.1f}x"
+            print(line, flush=True)
+            rows_per_second[B] = B * 1000 / decode_ms
+        first = args.batches[0]
+        for B in args.batches[1:]:
+            print(f"throughput at batch {B}: {rows_per_second[B] / rows_per_second[first]:.1f}x batch {first}")
+        del generator  # frees its kept KV caches and graphs before the next mode
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def streamed_bytes(model: MossTTSDelayModel) -> int:
+    """Bytes of weights one decode step reads inside audio: every matrix but the embedding tables
+    (rows are gathered) and the text head (two rows are scored)."""
+    skipped = {model.language_model.embed_tokens.weight, model.audio_embeddings, model.text_head}
+    return sum(p.numel() * p.element_size() for p in model.parameters() if all(p is not s for s in skipped))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ and the step can be captured as a CUDA graph.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -65,13 +67,77 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> 
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
+def attention_inputs(
+    x: torch.Tensor,  # B, T, hidden: the layer's input
+    norm_weight: torch.Tensor,
+    qkv_weight: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    q_norm_weight: torch.Tensor,
+    k_norm_weight: torch.Tensor,
+    cos: torch.Tensor,  # B, T, 1, head_dim
+    signed_sin: torch.Tensor,
+    eps: float,
+    heads: int,
+    kv_heads: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input norm and q/k/v projection: q [B, T, heads, D], k and v [B, T, kv_heads, D], q and k
+    normed and rotated. q and k heads are normed and rotated together, one chain of kernels."""
+    B, T, _ = x.shape
+    h = norm_weight * rms_normalize(x, eps)
+    qkv = F.linear(h, qkv_weight, qkv_bias).view(B, T, heads + 2 * kv_heads, -1)
+    qk, v = qkv.split([heads + kv_heads, kv_heads], dim=2)
+    qk_weight = torch.cat((q_norm_weight.expand(heads, -1), k_norm_weight.expand(kv_heads, -1)))
+    qk = apply_rope(qk_weight * rms_normalize(qk, eps), cos, signed_sin)
+    q, k = qk.split([heads, kv_heads], dim=2)
+    return q, k, v
+
+
+def layer_output(
+    x: torch.Tensor,  # B, T, hidden: the layer's input
+    attention: torch.Tensor,  # B, T, heads * D: attention before the output projection
+    o_weight: torch.Tensor,
+    o_bias: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    gate_up_weight: torch.Tensor,
+    down_weight: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Output projection and residual, then the post-attention norm, the MLP and its residual."""
+    x = x + F.linear(attention, o_weight, o_bias)
+    gate, up = F.linear(norm_weight * rms_normalize(x, eps), gate_up_weight).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, down_weight)
+
+
+@dataclass(frozen=True)
+class LayerKernels:
+    """The two halves of a layer around attention, as plain functions of tensors: torch.compile
+    can then fuse each half once for every layer (see `compiled_layer_kernels`)."""
+
+    attention_inputs: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = attention_inputs
+    layer_output: Callable[..., torch.Tensor] = layer_output
+
+
+EAGER_KERNELS = LayerKernels()
+
+
+@functools.cache
+def compiled_layer_kernels() -> LayerKernels:
+    """The layer halves compiled with torch.compile (fused elementwise chains, fewer launches).
+
+    Only the fixed-shape decode step uses them: its attention stays outside, because a
+    compiled in-place cache write becomes a copy of the whole cache.
+    """
+    return LayerKernels(torch.compile(attention_inputs, fullgraph=True), torch.compile(layer_output, fullgraph=True))
+
+
 class Attention(nn.Module):
+    """The attention weights, and attention over the KV cache (the projections are in `attention_inputs`)."""
+
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
-        self.eps = config.rms_norm_eps
         bias = config.attention_bias
         self.qkv_proj = nn.Linear(config.hidden_size, (self.heads + 2 * self.kv_heads) * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.heads * self.head_dim, config.hidden_size, bias=bias)
@@ -90,33 +156,19 @@ class Attention(nn.Module):
         tensors["k_norm.weight"] = self.k_norm.weight
         return tensors
 
-    def project(
-        self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, T, hidden] -> q [B, T, heads, D], k and v [B, T, kv_heads, D]; q and k normed and rotated."""
-        B, T, _ = x.shape
-        qkv = self.qkv_proj(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)
-        qk, v = qkv.split([self.heads + self.kv_heads, self.kv_heads], dim=2)
-        # q and k heads are normed and rotated together: one chain of kernels instead of two.
-        norm_weight = torch.cat(
-            (self.q_norm.weight.expand(self.heads, -1), self.k_norm.weight.expand(self.kv_heads, -1))
-        )
-        qk = apply_rope(norm_weight * rms_normalize(qk, self.eps), cos, signed_sin)
-        q, k = qk.split([self.heads, self.kv_heads], dim=2)
-        return q, k, v
-
-    def forward(
+    def attend(
         self,
-        x: torch.Tensor,  # B, T, hidden
-        cos: torch.Tensor,  # B, T, 1, head_dim
-        signed_sin: torch.Tensor,
+        q: torch.Tensor,  # B, T, heads, D
+        k: torch.Tensor,  # B, T, kv_heads, D
+        v: torch.Tensor,
         mask: torch.Tensor,  # B, 1, T, S (bool, True = attend)
         cache_keys: torch.Tensor | None,  # B, kv_heads, capacity, head_dim
         cache_values: torch.Tensor | None,
         start: int,
     ) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k, v = (t.transpose(1, 2) for t in self.project(x, cos, signed_sin))
+        """T new tokens into cache slots start..start+T-1, attending over the slots filled so far."""
+        B, T = q.shape[:2]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache_keys is not None:
             end = start + T
             cache_keys[:, :, start:end] = k
@@ -124,30 +176,32 @@ class Attention(nn.Module):
             k = cache_keys[:, :, :end]
             v = cache_values[:, :, :end]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.heads != self.kv_heads)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.heads * self.head_dim))
+        return out.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)
 
-    def decode(
+    def attend_one(
         self,
-        x: torch.Tensor,  # B, 1, hidden
-        cos: torch.Tensor,  # B, 1, 1, head_dim
-        signed_sin: torch.Tensor,
+        q: torch.Tensor,  # B, 1, heads, D
+        k: torch.Tensor,  # B, 1, kv_heads, D
+        v: torch.Tensor,
         additive_mask: torch.Tensor,  # B, 1, 1, capacity (0 = attend, -inf = not)
         cache_keys: torch.Tensor,  # B, kv_heads, capacity, head_dim
         cache_values: torch.Tensor,
         slot: torch.Tensor,  # [1]: the cache slot of the new token
     ) -> torch.Tensor:
-        B = x.shape[0]
-        q, k, v = self.project(x, cos, signed_sin)
+        """One new token per row into cache slot `slot`, attending over the whole cache under the mask."""
+        B = q.shape[0]
         cache_keys.index_copy_(2, slot, k.transpose(1, 2))
         cache_values.index_copy_(2, slot, v.transpose(1, 2))
         # Grouped-query attention without repeating the cache: the query heads that share a kv
         # head (h // group) become `group` queries of that head.
         grouped = q.reshape(B, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
         out = F.scaled_dot_product_attention(grouped, cache_keys, cache_values, attn_mask=additive_mask)
-        return self.o_proj(out.reshape(B, 1, self.heads * self.head_dim))
+        return out.reshape(B, 1, self.heads * self.head_dim)
 
 
 class MLP(nn.Module):
+    """The MLP weights (the computation is in `layer_output`)."""
+
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
         self.intermediate_size = config.intermediate_size
@@ -158,14 +212,11 @@ class MLP(nn.Module):
         gate, up = self.gate_up_proj.weight.split(self.intermediate_size)
         return {"gate_proj.weight": gate, "up_proj.weight": up, "down_proj.weight": self.down_proj.weight}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
-
 
 class DecoderLayer(nn.Module):
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
+        self.eps = config.rms_norm_eps
         self.self_attn = Attention(config)
         self.mlp = MLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
@@ -178,15 +229,30 @@ class DecoderLayer(nn.Module):
         tensors["post_attention_layernorm.weight"] = self.post_attention_layernorm.weight
         return tensors
 
-    def forward(self, x, cos, signed_sin, mask, cache_keys, cache_values, start: int) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, signed_sin, mask, cache_keys, cache_values, start)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-    def decode(self, x, cos, signed_sin, additive_mask, cache_keys, cache_values, slot: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn.decode(
-            self.input_layernorm(x), cos, signed_sin, additive_mask, cache_keys, cache_values, slot
+    def _attention_inputs(self, kernels: LayerKernels, x, cos, signed_sin):
+        a = self.self_attn
+        return kernels.attention_inputs(
+            x, self.input_layernorm.weight, a.qkv_proj.weight, a.qkv_proj.bias, a.q_norm.weight, a.k_norm.weight,
+            cos, signed_sin, self.eps, a.heads, a.kv_heads,
         )
-        return x + self.mlp(self.post_attention_layernorm(x))
+
+    def _output(self, kernels: LayerKernels, x, attention):
+        return kernels.layer_output(
+            x, attention, self.self_attn.o_proj.weight, self.self_attn.o_proj.bias,
+            self.post_attention_layernorm.weight, self.mlp.gate_up_proj.weight, self.mlp.down_proj.weight, self.eps,
+        )
+
+    def forward(self, x, cos, signed_sin, mask, cache_keys, cache_values, start: int) -> torch.Tensor:
+        q, k, v = self._attention_inputs(EAGER_KERNELS, x, cos, signed_sin)
+        attention = self.self_attn.attend(q, k, v, mask, cache_keys, cache_values, start)
+        return self._output(EAGER_KERNELS, x, attention)
+
+    def decode(
+        self, x, cos, signed_sin, additive_mask, cache_keys, cache_values, slot: torch.Tensor, kernels: LayerKernels
+    ) -> torch.Tensor:
+        q, k, v = self._attention_inputs(kernels, x, cos, signed_sin)
+        attention = self.self_attn.attend_one(q, k, v, additive_mask, cache_keys, cache_values, slot)
+        return self._output(kernels, x, attention)
 
 
 class Qwen3Backbone(nn.Module):
@@ -248,6 +314,7 @@ class Qwen3Backbone(nn.Module):
         key_valid: torch.Tensor,  # B, capacity (True where the slot holds a real token)
         cache: KVCache,
         slot: torch.Tensor,  # [1] long: the cache slot of the new token
+        kernels: LayerKernels = EAGER_KERNELS,
     ) -> torch.Tensor:
         """One new token per row, attending over the whole cache: shapes depend only on B and capacity."""
         cos, signed_sin = self.rotary(positions, embeddings.dtype)
@@ -257,7 +324,7 @@ class Qwen3Backbone(nn.Module):
         additive_mask = additive_mask.masked_fill_(visible, 0.0)[:, None, None]
         x = embeddings
         for index, layer in enumerate(self.layers):
-            x = layer.decode(x, cos, signed_sin, additive_mask, cache.keys[index], cache.values[index], slot)
+            x = layer.decode(x, cos, signed_sin, additive_mask, cache.keys[index], cache.values[index], slot, kernels)
         return self.norm(x)
 
 

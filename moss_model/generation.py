@@ -9,22 +9,26 @@ The text channel of each row follows the state machine of the released model (se
   <|im_end|>     -> the row stops
 
 Codebook k is sampled from k+1 steps after <|audio_start|> until k steps after the delay slot.
-The KV cache is allocated once for prompt + max steps; outputs go into a preallocated buffer.
+The KV cache is allocated once for prompt + max steps (see `decoders` for how steps run);
+outputs go into a preallocated buffer.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
+from moss_model.decoders import EagerDecoder, GraphDecoder, StaticDecoder, fixed_capacity, resolve_decode_mode
 from moss_model.model import MossTTSDelayModel
 from moss_model.processor import Batch, MossTTSProcessor, Prompt
 from moss_model.sampling import DecodingParams, apply_repetition_penalty, row_keys, sample, step_keys
 
 NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
+KEPT_DECODERS = 2  # fixed-shape decoders (a KV cache and graphs each) kept for reuse across calls
 
 
 @dataclass
@@ -69,11 +73,21 @@ class RowState:
 
 
 class Generator:
-    """Owns sampling and the step loop for a model; the model only computes logits."""
+    """Owns sampling and the step loop for a model; the model only computes logits.
 
-    def __init__(self, model: MossTTSDelayModel, processor: MossTTSProcessor) -> None:
+    decode_mode: how decode steps run (see `moss_model.decoders`): 'auto' (CUDA graphs on
+    CUDA, eager elsewhere), 'eager', 'static' or 'graph'. compile_layers: fuse each layer's
+    elementwise work with torch.compile in the fixed-shape modes (a one-off compile per batch size).
+    """
+
+    def __init__(
+        self, model: MossTTSDelayModel, processor: MossTTSProcessor, decode_mode: str = "auto", compile_layers: bool = False
+    ) -> None:
         self.model = model
         self.processor = processor
+        self.decode_mode = resolve_decode_mode(decode_mode, model.device, compile_layers)
+        self.compile_layers = compile_layers
+        self._decoders: OrderedDict[tuple[int, int], StaticDecoder] = OrderedDict()
         c = model.config
         device = model.device
         self.n_vq = c.n_vq
@@ -111,8 +125,9 @@ class Generator:
         input_ids = batch.input_ids.to(device)
         B, T, C = input_ids.shape
         max_steps = max_new_frames + self.n_vq + 2 * TEXT_STEPS_ALLOWANCE
-        cache = model.allocate_cache(B, T + max_steps)
-        key_valid = torch.zeros(B, T + max_steps, dtype=torch.bool, device=device)
+        decoder = self._decoder(B, T + max_steps)
+        cache, key_valid = decoder.cache, decoder.key_valid
+        key_valid.zero_()
         key_valid[:, :T] = batch.attention_mask.to(device)
         positions = (key_valid[:, :T].long().cumsum(-1) - 1).clamp(min=0)
         keys = row_keys(torch.tensor(seeds, dtype=torch.long, device=device))
@@ -141,7 +156,7 @@ class Generator:
                     break
                 next_full_text = step + 1 + self._steps_until_free_text(state)
             text_ids = None if step + 1 >= next_full_text else self.slot_ids
-            logits = model.step(row[:, None], next_position[:, None], key_valid, cache, T + step, text_ids=text_ids)
+            logits = decoder.decode(row[:, None], next_position[:, None], T + step, text_ids)
             next_position = next_position + 1
         if stats is not None:
             if device.type == "cuda":
@@ -150,6 +165,20 @@ class Generator:
             stats.prefill_seconds += decode_started - started
             stats.decode_seconds += time.perf_counter() - decode_started
         return self._results(prompts, out[:, :steps], state)
+
+    def _decoder(self, batch: int, capacity: int) -> EagerDecoder | StaticDecoder:
+        """A decoder with room for `capacity` tokens per row; fixed-shape ones are kept and reused."""
+        if self.decode_mode == "eager":
+            return EagerDecoder(self.model, batch, capacity)
+        key = (batch, fixed_capacity(capacity))
+        if key in self._decoders:
+            self._decoders.move_to_end(key)
+            return self._decoders[key]
+        while len(self._decoders) >= KEPT_DECODERS:
+            self._decoders.popitem(last=False)
+        kind = GraphDecoder if self.decode_mode == "graph" else StaticDecoder
+        decoder = self._decoders[key] = kind(self.model, *key, compile_layers=self.compile_layers)
+        return decoder
 
     def _seen_codes(self, input_ids: torch.Tensor, mask: torch.Tensor, decoding: DecodingParams) -> torch.Tensor | None:
         """Per row and codebook, which codes the history holds (for the repetition penalty)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from moss_model.backbone import KVCache, Qwen3Backbone, attention_mask
+from moss_model.backbone import EAGER_KERNELS, KVCache, LayerKernels, Qwen3Backbone, attention_mask
 from moss_model.config import MossTTSConfig
 
 
@@ -133,13 +133,15 @@ class MossTTSDelayModel(nn.Module):
         cache: KVCache,
         slot: torch.Tensor,  # [1] long
         text_ids: torch.Tensor | None = None,
+        kernels: LayerKernels = EAGER_KERNELS,
     ) -> Logits:
         """One new token per row into cache slot `slot`, attending over the whole cache under a mask.
 
         The same logits as `step(..., start=slot)`, but every shape and address depends only on
-        the batch and the cache, so a CUDA graph can capture the step and replay it.
+        the batch and the cache, so a CUDA graph can capture the step and replay it. `kernels`
+        may be the compiled layer halves (`backbone.compiled_layer_kernels()`).
         """
-        hidden = self.language_model.decode(self.embed(input_ids), positions, key_valid, cache, slot)
+        hidden = self.language_model.decode(self.embed(input_ids), positions, key_valid, cache, slot, kernels)
         return self.heads(hidden, text_ids)
 
     def allocate_cache(self, batch: int, capacity: int) -> KVCache:

@@ -217,3 +217,80 @@ def test_bad_arguments(tiny_model):
         tiny_model.generator.generate([prompt], [1], max_new_frames=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(temperature=1.0, top_p=0.0)
+
+
+def replay_on_cpu(step, device):
+    """Stands in for CUDA graph capture, which needs a GPU this machine lacks: the 'replay'
+    reruns the recorded step and writes into the outputs of the recording, as a graph does, so
+    an input the decoder failed to route through its buffers shows up as a wrong result."""
+    outputs = step()
+
+    def replay():
+        fresh = step()
+        outputs.text.copy_(fresh.text)
+        outputs.audio.copy_(fresh.audio)
+
+    return replay, outputs
+
+
+@pytest.mark.parametrize("decoding", [DecodingParams.greedy(), DecodingParams()], ids=["greedy", "sampled"])
+def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypatch):
+    from moss_model import decoders
+
+    monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)
+    tts = undecided
+    prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
+    eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, [5, 6, 7], decoding, 40)
+    for mode in ("static", "graph"):
+        generator = Generator(tts.model, tts.processor, decode_mode="static")
+        generator.decode_mode = mode  # 'graph' on a CPU model: the constructor refuses, the stand-in above serves
+        for _ in range(2):  # the second call reuses the decoder, its cache holding the first call's keys
+            results = generator.generate(prompts, [5, 6, 7], decoding, 40)
+            for ours, expected in zip(results, eager):
+                assert torch.equal(ours.rows, expected.rows), mode
+        assert len(generator._decoders) == 1
+        if mode == "graph":
+            [decoder] = generator._decoders.values()
+            assert len(decoder.graphs) == 2  # one per text-head variant: the full head and the two slots
+
+
+def test_fixed_shape_decoders_are_reused_and_bounded(tiny_model):
+    from moss_model.decoders import CAPACITY_QUANTUM
+
+    generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static")
+    short = tiny_model.processor.build_prompt(SpeechRequest(text="One."))
+    generator.generate([short], [1], DecodingParams.greedy(), max_new_frames=10)
+    generator.generate([short], [2], DecodingParams.greedy(), max_new_frames=12)  # same rounded capacity
+    assert len(generator._decoders) == 1
+    [(batch, capacity)] = generator._decoders
+    assert batch == 1 and capacity % CAPACITY_QUANTUM == 0
+    generator.generate([short, short], [1, 2], DecodingParams.greedy(), max_new_frames=10)
+    generator.generate([short], [1], DecodingParams.greedy(), max_new_frames=CAPACITY_QUANTUM + 10)
+    assert list(generator._decoders) == [(2, capacity), (1, 2 * capacity)]  # at most two, oldest dropped
+
+
+def test_decode_mode_errors(tiny_model):
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        Generator(tiny_model.model, tiny_model.processor, decode_mode="graph")
+    with pytest.raises(ValueError, match="decode mode must be one of"):
+        Generator(tiny_model.model, tiny_model.processor, decode_mode="fast")
+    assert Generator(tiny_model.model, tiny_model.processor).decode_mode == "eager"  # CPU default
+
+
+def test_compiled_layers_generate_the_same_rows_with_one_compile_for_all_layers(undecided):
+    """torch.compile of the layer halves (inductor's CPU backend here; Triton on CUDA)."""
+    from torch._dynamo.utils import counters
+
+    tts = undecided
+    prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
+    decoding = DecodingParams()
+    eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, [5, 6, 7], decoding, 20)
+    graphs_before = counters["stats"]["unique_graphs"]
+    compiled = Generator(tts.model, tts.processor, decode_mode="static", compile_layers=True)
+    results = compiled.generate(prompts, [5, 6, 7], decoding, 20)
+    for ours, expected in zip(results, eager):
+        assert torch.equal(ours.rows, expected.rows)
+    assert tts.model.config.backbone.num_hidden_layers > 1
+    assert counters["stats"]["unique_graphs"] - graphs_before == 2  # each half once, shared by every layer
+    with pytest.raises(ValueError, match="compile_layers needs a fixed-shape decode mode"):
+        Generator(tts.model, tts.processor, decode_mode="eager", compile_layers=True)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The GPU check of the generation engine, as one prepared run of about five minutes on one
+# H100 or H200 (the device machines have PyTorch, tokenizers and safetensors already):
+#   1. CUDA graph decoding gives the same rows as eager decoding (tests/moss_model/test_cuda_decode.py);
+#   2. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
+#      on CUDA), then eager launches (the in-process baseline), then graphs over torch.compile'd layers.
+# Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
+set -uo pipefail
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+log="${OUT:-/tmp}/cuda_check.log"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
+  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/moss_model/test_cuda_decode.py
+  timeout 480 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 \
+    --decode graph eager graph+compile
+} 2>&1 | tee "$log"

@@ -1,0 +1,128 @@
+"""How the generation engine runs its decode steps: eagerly, with fixed shapes, or as a CUDA graph.
+
+A decode step at small batch is a thousand small kernels. Launched one by one from Python the
+launches cost more than the GPU work, so on CUDA the engine records one step as a CUDA graph
+and replays it with a single call. A graph replays fixed addresses and shapes: the KV cache and
+the step's inputs live in buffers the decoder owns, the new token's cache slot is a tensor, and
+attention spans the whole cache under a mask (`MossTTSDelayModel.decode_step`).
+
+  eager   attention over the cache filled so far (shapes grow each step); the CPU default
+  static  the fixed-shape step, run eagerly (what a graph replays; testable on CPU)
+  graph   the fixed-shape step captured as a CUDA graph, once per text-head variant; the CUDA default
+
+With `compile_layers`, the fixed-shape modes run each layer's two halves around attention
+compiled by torch.compile (fused elementwise chains: fewer, larger kernels in the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from moss_model.backbone import EAGER_KERNELS, compiled_layer_kernels
+from moss_model.model import Logits, MossTTSDelayModel
+
+DECODE_MODES = ("auto", "eager", "static", "graph")
+CAPACITY_QUANTUM = 256  # fixed-shape caches are rounded up to this, so one decoder serves many calls
+GRAPH_WARMUP_RUNS = 2
+
+
+def resolve_decode_mode(mode: str, device: torch.device, compile_layers: bool = False) -> str:
+    """'auto' is 'graph' on CUDA and 'eager' elsewhere; 'graph' needs CUDA."""
+    if mode not in DECODE_MODES:
+        raise ValueError(f"decode mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
+    if mode == "auto":
+        mode = "graph" if device.type == "cuda" else "eager"
+    if mode == "graph" and device.type != "cuda":
+        raise ValueError(f"decode mode 'graph' needs a CUDA device (the model is on {device}); use 'static' or 'eager'")
+    if mode == "eager" and compile_layers:
+        raise ValueError("compile_layers needs a fixed-shape decode mode ('static' or 'graph'), not 'eager'")
+    return mode
+
+
+def fixed_capacity(capacity: int) -> int:
+    return -(-capacity // CAPACITY_QUANTUM) * CAPACITY_QUANTUM
+
+
+class EagerDecoder:
+    """Attends over the cache filled so far: no wasted work on CPU, but shapes change every step."""
+
+    def __init__(self, model: MossTTSDelayModel, batch: int, capacity: int) -> None:
+        self.model = model
+        self.cache = model.allocate_cache(batch, capacity)
+        self.key_valid = torch.zeros(batch, capacity, dtype=torch.bool, device=model.device)
+
+    def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
+        """row_ids [B, 1, 1+n_vq] at positions [B, 1] into cache slot `slot`; logits of that token."""
+        return self.model.step(row_ids, positions, self.key_valid, self.cache, slot, text_ids=text_ids)
+
+
+class StaticDecoder:
+    """The fixed-shape step: inputs are copied into buffers the decoder owns, the slot is a tensor."""
+
+    def __init__(self, model: MossTTSDelayModel, batch: int, capacity: int, compile_layers: bool = False) -> None:
+        device = model.device
+        self.model = model
+        self.kernels = compiled_layer_kernels() if compile_layers else EAGER_KERNELS
+        self.cache = model.allocate_cache(batch, capacity)
+        self.key_valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.row_ids = torch.zeros(batch, 1, model.config.n_vq + 1, dtype=torch.long, device=device)
+        self.positions = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+
+    def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
+        self._load(row_ids, positions, slot)
+        return self._step(text_ids)
+
+    def _load(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int) -> None:
+        self.row_ids.copy_(row_ids)
+        self.positions.copy_(positions)
+        self.slot.fill_(slot)
+
+    def _step(self, text_ids: torch.Tensor | None) -> Logits:
+        return self.model.decode_step(
+            self.row_ids, self.positions, self.key_valid, self.cache, self.slot, text_ids, self.kernels
+        )
+
+
+class GraphDecoder(StaticDecoder):
+    """The fixed-shape step, recorded once per text-head variant and replayed.
+
+    The returned logits are the graph's own output buffers: the next replay overwrites them,
+    so a caller reads them before its next decode (the engine samples from them at once).
+    """
+
+    def __init__(self, model: MossTTSDelayModel, batch: int, capacity: int, compile_layers: bool = False) -> None:
+        super().__init__(model, batch, capacity, compile_layers)
+        self.graphs: list[tuple[torch.Tensor | None, Callable[[], None], Logits]] = []
+
+    def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
+        self._load(row_ids, positions, slot)
+        for captured_ids, replay, outputs in self.graphs:
+            if captured_ids is text_ids:
+                replay()
+                return outputs
+        replay, outputs = capture_cuda_graph(lambda: self._step(text_ids), self.model.device)
+        self.graphs.append((text_ids, replay, outputs))
+        replay()
+        return outputs
+
+
+def capture_cuda_graph(step: Callable[[], Logits], device: torch.device) -> tuple[Callable[[], None], Logits]:
+    """Record `step` as a CUDA graph: (replay, the graph's output logits).
+
+    The warm-up runs execute the step for real with the inputs already loaded; that is harmless
+    because a decode step is idempotent (it rewrites the same cache slot with the same values).
+    """
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_RUNS):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = step()
+    return graph.replay, outputs
