@@ -16,6 +16,7 @@ compiled by torch.compile (fused elementwise chains: fewer, larger kernels in th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -96,14 +97,22 @@ class GraphDecoder(StaticDecoder):
     def __init__(self, model: MossTTSDelayModel, batch: int, capacity: int, compile_layers: bool = False) -> None:
         super().__init__(model, batch, capacity, compile_layers)
         self.graphs: list[tuple[torch.Tensor | None, Callable[[], None], Logits]] = []
+        self.capture_failed = False
 
     def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
         self._load(row_ids, positions, slot)
+        if self.capture_failed:
+            return self._step(text_ids)
         for captured_ids, replay, outputs in self.graphs:
             if captured_ids is text_ids:
                 replay()
                 return outputs
-        replay, outputs = capture_cuda_graph(lambda: self._step(text_ids), self.model.device)
+        try:
+            replay, outputs = capture_cuda_graph(lambda: self._step(text_ids), self.model.device)
+        except RuntimeError as error:  # a driver or kernel that cannot be captured: slower, still correct
+            warnings.warn(f"CUDA graph capture failed, decoding without graphs: {error}", RuntimeWarning, stacklevel=2)
+            self.capture_failed = True
+            return self._step(text_ids)
         self.graphs.append((text_ids, replay, outputs))
         replay()
         return outputs

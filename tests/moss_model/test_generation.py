@@ -294,3 +294,21 @@ def test_compiled_layers_generate_the_same_rows_with_one_compile_for_all_layers(
     assert counters["stats"]["unique_graphs"] - graphs_before == 2  # each half once, shared by every layer
     with pytest.raises(ValueError, match="compile_layers needs a fixed-shape decode mode"):
         Generator(tts.model, tts.processor, decode_mode="eager", compile_layers=True)
+
+
+def test_a_failed_graph_capture_falls_back_to_the_fixed_shape_step(tiny_model, monkeypatch):
+    from moss_model import decoders
+
+    def capture_fails(step, device):  # stands in for a CUDA capture error (no GPU here)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(decoders, "capture_cuda_graph", capture_fails)
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Fallback."))
+    [expected] = tiny_model.generator.generate([prompt], [3], max_new_frames=30)
+    generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static")
+    generator.decode_mode = "graph"  # the constructor refuses 'graph' on CPU
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+        [result] = generator.generate([prompt], [3], max_new_frames=30)
+    assert torch.equal(result.rows, expected.rows)
+    [decoder] = generator._decoders.values()
+    assert decoder.capture_failed and not decoder.graphs
