@@ -128,3 +128,11 @@ def test_static_decode_step_equals_full_forward(tiny_model):
         step = model.decode_step(extra[:, :1], next_position[:, None], key_valid, cache, torch.tensor([T + 6]))
         assert torch.isfinite(step.text).all()
         assert torch.isfinite(step.audio[..., :-1]).all()
+
+
+def test_rms_normalize_in_bfloat16_gives_the_float32_result_rounded_once():
+    from moss_model.backbone import rms_normalize
+
+    x = (torch.randn(3, 5, 256, generator=torch.Generator().manual_seed(0)) * 4).bfloat16()
+    expected = (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).bfloat16()
+    assert torch.equal(rms_normalize(x, 1e-6), expected)
