@@ -59,15 +59,23 @@ def test_embedding_is_the_sum_of_channel_embeddings(tiny_model):
     assert hidden_to_head.shape[0] == model.config.audio_vocab_size + 1
 
 
-def test_cached_incremental_logits_equal_full_forward(tiny_model):
+def _prompts_then_random_tokens(tiny_model, seed):
+    """A left-padded batch of two prompts, six random tokens to follow, and the full forward over both."""
     model, processor = tiny_model.model, tiny_model.processor
     prompts = [processor.build_prompt(SpeechRequest(text=t)) for t in ("A longer sentence than the other.", "Hi.")]
     batch = processor.pad_batch(prompts)
-    extra = _random_ids(model, 2, 6, seed=3)
+    extra = _random_ids(model, 2, 6, seed=seed)
     full_ids = torch.cat([batch.input_ids, extra], dim=1)
     full_mask = torch.cat([batch.attention_mask, torch.ones(2, 6, dtype=torch.bool)], dim=1)
     with torch.no_grad():
         full = model(full_ids, full_mask)
+    return batch, extra, full
+
+
+def test_cached_incremental_logits_equal_full_forward(tiny_model):
+    model = tiny_model.model
+    batch, extra, full = _prompts_then_random_tokens(tiny_model, seed=3)
+    with torch.no_grad():
         T = batch.input_ids.shape[1]
         cache = model.allocate_cache(2, T + 6)
         key_valid = torch.zeros(2, T + 6, dtype=torch.bool)
@@ -98,16 +106,11 @@ def test_left_padding_does_not_change_a_row(tiny_model):
 def test_static_decode_step_equals_full_forward(tiny_model):
     """decode_step attends over the whole cache under a mask (the CUDA-graph path): slots not yet
     written hold garbage, and only the mask keeps them out."""
-    model, processor = tiny_model.model, tiny_model.processor
-    prompts = [processor.build_prompt(SpeechRequest(text=t)) for t in ("A longer sentence than the other.", "Hi.")]
-    batch = processor.pad_batch(prompts)
-    extra = _random_ids(model, 2, 6, seed=4)
-    full_ids = torch.cat([batch.input_ids, extra], dim=1)
-    full_mask = torch.cat([batch.attention_mask, torch.ones(2, 6, dtype=torch.bool)], dim=1)
+    model = tiny_model.model
+    batch, extra, full = _prompts_then_random_tokens(tiny_model, seed=4)
     T = batch.input_ids.shape[1]
     capacity = T + 6 + 25
     with torch.no_grad():
-        full = model(full_ids, full_mask)
         cache = model.allocate_cache(2, capacity)
         cache.keys.normal_(0, 30.0)
         cache.values.normal_(0, 30.0)
