@@ -78,6 +78,7 @@ class Generator:
     decode_mode: how decode steps run (see `moss_model.decoders`): 'auto' (CUDA graphs on
     CUDA, eager elsewhere), 'eager', 'static' or 'graph'. compile_layers: fuse each layer's
     elementwise work with torch.compile in the fixed-shape modes (a one-off compile per batch size).
+    Fixed-shape decoders keep their KV cache between calls, so run one `generate` at a time.
     """
 
     def __init__(
