@@ -1,4 +1,4 @@
-"""CUDA graph decoding against eager decoding on a real GPU (skipped where there is none).
+"""CUDA graph decoding on a real GPU (skipped where there is none).
 
 CI has no GPU; these run in the device check (`bench/cuda_check.sh`). On CPU the graph
 decoder's plumbing is covered by test_generation's stand-in for graph capture.
@@ -23,18 +23,20 @@ def cuda_tts(tiny_model_dir):
 
 
 @pytest.mark.parametrize("decoding", [DecodingParams.greedy(), DecodingParams()], ids=["greedy", "sampled"])
-def test_graph_decoding_equals_eager_on_cuda(cuda_tts, decoding):
+def test_graph_replays_give_the_rows_of_the_same_step_run_eagerly(cuda_tts, decoding):
+    """Graph and static decoding launch the same kernels, so their rows agree exactly (eager
+    decoding uses other attention kernels: its logits agree to rounding, tested below)."""
     tts = cuda_tts
     prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
-    eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, [5, 6, 7], decoding, 60)
+    static = Generator(tts.model, tts.processor, decode_mode="static").generate(prompts, [5, 6, 7], decoding, 60)
     graph = Generator(tts.model, tts.processor)
     assert graph.decode_mode == "graph"
     for _ in range(2):  # the second call replays the graphs captured by the first
         results = graph.generate(prompts, [5, 6, 7], decoding, 60)
-        for ours, expected in zip(results, eager):
+        for ours, expected in zip(results, static):
             assert torch.equal(ours.rows, expected.rows)
     [decoder] = graph._decoders.values()
-    assert 1 <= len(decoder.graphs) <= 2
+    assert 1 <= len(decoder.graphs) <= 2 and not decoder.capture_failed
 
 
 def test_static_decode_step_matches_step_in_bfloat16(tiny_model_dir):
