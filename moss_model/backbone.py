@@ -65,6 +65,10 @@ class KVCache:
     def capacity(self) -> int:
         return self.keys.shape[3]
 
+    def window(self, length: int) -> KVCache:
+        """The first `length` slots of every layer, as views (writes go to this cache)."""
+        return KVCache(self.keys[:, :, :, :length], self.values[:, :, :, :length])
+
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """Rotate-half RoPE. Rolling the halves and using sin with its first half negated gives

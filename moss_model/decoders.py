@@ -1,14 +1,18 @@
 """How the generation engine runs its decode steps: eagerly, with fixed shapes, or as a CUDA graph.
 
 A decode step at small batch is a thousand small kernels. Launched one by one from Python the
-launches cost more than the GPU work, so on CUDA the engine records one step as a CUDA graph
-and replays it with a single call. A graph replays fixed addresses and shapes: the KV cache and
-the step's inputs live in buffers the decoder owns, the new token's cache slot is a tensor, and
-attention spans the whole cache under a mask (`MossTTSDelayModel.decode_step`).
+launches cost more than the GPU work, so on CUDA the engine records steps as CUDA graphs and
+replays them with a single call each. A graph replays fixed addresses and shapes: the KV cache
+and the step's inputs live in buffers the decoder owns, the new token's cache slot is a tensor,
+and attention spans a fixed window of the cache under a mask (`MossTTSDelayModel.decode_step`).
+The window is the filled part of the cache rounded up to `WINDOW_QUANTUM` slots, so attention
+never reads much more than a growing cache would; each window has its graphs, captured on first
+use and kept with the decoder, which serves every later call at its batch size.
 
   eager   attention over the cache filled so far (shapes grow each step); the CPU default
   static  the fixed-shape step, run eagerly (what a graph replays; testable on CPU)
-  graph   the fixed-shape step captured as a CUDA graph, once per text-head variant; the CUDA default
+  graph   the fixed-shape step replayed from CUDA graphs, one per window and text-head variant;
+          the CUDA default
 
 With `compile_layers`, the fixed-shape modes run each layer's two halves around attention
 compiled by torch.compile (fused elementwise chains: fewer, larger kernels in the graph).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -25,7 +30,7 @@ from moss_model.backbone import EAGER_KERNELS, compiled_layer_kernels
 from moss_model.model import Logits, MossTTSDelayModel
 
 DECODE_MODES = ("auto", "eager", "static", "graph")
-CAPACITY_QUANTUM = 256  # fixed-shape caches are rounded up to this, so one decoder serves many calls
+WINDOW_QUANTUM = 256  # attention windows and fixed-shape caches are multiples of this many slots
 GRAPH_WARMUP_RUNS = 2
 
 
@@ -42,8 +47,9 @@ def resolve_decode_mode(mode: str, device: torch.device, compile_layers: bool = 
     return mode
 
 
-def fixed_capacity(capacity: int) -> int:
-    return -(-capacity // CAPACITY_QUANTUM) * CAPACITY_QUANTUM
+def round_to_window(slots: int) -> int:
+    """`slots` rounded up to a whole number of windows."""
+    return -(-slots // WINDOW_QUANTUM) * WINDOW_QUANTUM
 
 
 class EagerDecoder:
@@ -66,29 +72,44 @@ class StaticDecoder:
         device = model.device
         self.model = model
         self.kernels = compiled_layer_kernels() if compile_layers else EAGER_KERNELS
-        self.cache = model.allocate_cache(batch, capacity)
-        self.key_valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.cache = model.allocate_cache(batch, round_to_window(capacity))
+        self.key_valid = torch.zeros(batch, self.cache.capacity, dtype=torch.bool, device=device)
         self.row_ids = torch.zeros(batch, 1, model.config.n_vq + 1, dtype=torch.long, device=device)
         self.positions = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.slot = torch.zeros(1, dtype=torch.long, device=device)
 
+    @property
+    def capacity(self) -> int:
+        return self.cache.capacity
+
     def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
         self._load(row_ids, positions, slot)
-        return self._step(text_ids)
+        return self._step(text_ids, self._window(slot))
 
     def _load(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int) -> None:
         self.row_ids.copy_(row_ids)
         self.positions.copy_(positions)
         self.slot.fill_(slot)
 
-    def _step(self, text_ids: torch.Tensor | None) -> Logits:
+    def _window(self, slot: int) -> int:
+        return min(round_to_window(slot + 1), self.capacity)
+
+    def _step(self, text_ids: torch.Tensor | None, window: int) -> Logits:
         return self.model.decode_step(
-            self.row_ids, self.positions, self.key_valid, self.cache, self.slot, text_ids, self.kernels
+            self.row_ids, self.positions, self.key_valid[:, :window], self.cache.window(window), self.slot,
+            text_ids, self.kernels,
         )
 
 
+@dataclass
+class CapturedStep:
+    text_ids: torch.Tensor | None  # kept so that the id in the key stays this tensor's
+    replay: Callable[[], None]
+    outputs: Logits
+
+
 class GraphDecoder(StaticDecoder):
-    """The fixed-shape step, recorded once per text-head variant and replayed.
+    """The fixed-shape step, recorded once per (window, text-head variant) and replayed.
 
     The returned logits are the graph's own output buffers: the next replay overwrites them,
     so a caller reads them before its next decode (the engine samples from them at once).
@@ -96,26 +117,26 @@ class GraphDecoder(StaticDecoder):
 
     def __init__(self, model: MossTTSDelayModel, batch: int, capacity: int, compile_layers: bool = False) -> None:
         super().__init__(model, batch, capacity, compile_layers)
-        self.graphs: list[tuple[torch.Tensor | None, Callable[[], None], Logits]] = []
+        self.graphs: dict[tuple[int, int | None], CapturedStep] = {}
         self.capture_failed = False
 
     def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
         self._load(row_ids, positions, slot)
+        window = self._window(slot)
         if self.capture_failed:
-            return self._step(text_ids)
-        for captured_ids, replay, outputs in self.graphs:
-            if captured_ids is text_ids:
-                replay()
-                return outputs
-        try:
-            replay, outputs = capture_cuda_graph(lambda: self._step(text_ids), self.model.device)
-        except RuntimeError as error:  # a driver or kernel that cannot be captured: slower, still correct
-            warnings.warn(f"CUDA graph capture failed, decoding without graphs: {error}", RuntimeWarning, stacklevel=2)
-            self.capture_failed = True
-            return self._step(text_ids)
-        self.graphs.append((text_ids, replay, outputs))
-        replay()
-        return outputs
+            return self._step(text_ids, window)
+        key = (window, None if text_ids is None else id(text_ids))
+        if key not in self.graphs:
+            try:
+                replay, outputs = capture_cuda_graph(lambda: self._step(text_ids, window), self.model.device)
+            except RuntimeError as error:  # a driver or kernel that cannot be captured: slower, still correct
+                warnings.warn(f"CUDA graph capture failed, decoding without graphs: {error}", RuntimeWarning, stacklevel=2)
+                self.capture_failed = True
+                return self._step(text_ids, window)
+            self.graphs[key] = CapturedStep(text_ids, replay, outputs)
+        captured = self.graphs[key]
+        captured.replay()
+        return captured.outputs
 
 
 def capture_cuda_graph(step: Callable[[], Logits], device: torch.device) -> tuple[Callable[[], None], Logits]:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 import torch
 
-from moss_model.decoders import EagerDecoder, GraphDecoder, StaticDecoder, fixed_capacity, resolve_decode_mode
+from moss_model.decoders import EagerDecoder, GraphDecoder, StaticDecoder, resolve_decode_mode
 from moss_model.model import MossTTSDelayModel
 from moss_model.processor import Batch, MossTTSProcessor, Prompt
 from moss_model.sampling import DecodingParams, apply_repetition_penalty, row_keys, sample, step_keys
 
 NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
-KEPT_DECODERS = 2  # fixed-shape decoders (a KV cache and graphs each) kept for reuse across calls
+KEPT_DECODERS = 2  # fixed-shape decoders (a KV cache and graphs each), by batch size, kept across calls
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Generator:
         self.processor = processor
         self.decode_mode = resolve_decode_mode(decode_mode, model.device, compile_layers)
         self.compile_layers = compile_layers
-        self._decoders: OrderedDict[tuple[int, int], StaticDecoder] = OrderedDict()
+        self._decoders: OrderedDict[int, StaticDecoder] = OrderedDict()
         c = model.config
         device = model.device
         self.n_vq = c.n_vq
@@ -168,17 +168,21 @@ class Generator:
         return self._results(prompts, out[:, :steps], state)
 
     def _decoder(self, batch: int, capacity: int) -> EagerDecoder | StaticDecoder:
-        """A decoder with room for `capacity` tokens per row; fixed-shape ones are kept and reused."""
+        """A decoder with room for `capacity` tokens per row.
+
+        Fixed-shape decoders are kept by batch size and reused (with their graphs); one that is
+        too small for this call is replaced by a larger one.
+        """
         if self.decode_mode == "eager":
             return EagerDecoder(self.model, batch, capacity)
-        key = (batch, fixed_capacity(capacity))
-        if key in self._decoders:
-            self._decoders.move_to_end(key)
-            return self._decoders[key]
-        while len(self._decoders) >= KEPT_DECODERS:
-            self._decoders.popitem(last=False)
-        kind = GraphDecoder if self.decode_mode == "graph" else StaticDecoder
-        decoder = self._decoders[key] = kind(self.model, *key, compile_layers=self.compile_layers)
+        decoder = self._decoders.pop(batch, None)
+        if decoder is None or decoder.capacity < capacity:
+            decoder = None  # drop the small one before allocating its successor
+            while len(self._decoders) >= KEPT_DECODERS:
+                self._decoders.popitem(last=False)
+            kind = GraphDecoder if self.decode_mode == "graph" else StaticDecoder
+            decoder = kind(self.model, batch, capacity, compile_layers=self.compile_layers)
+        self._decoders[batch] = decoder  # most recently used last
         return decoder
 
     def _seen_codes(self, input_ids: torch.Tensor, mask: torch.Tensor, decoding: DecodingParams) -> torch.Tensor | None:

@@ -238,6 +238,7 @@ def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypa
     from moss_model import decoders
 
     monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)
+    monkeypatch.setattr(decoders, "WINDOW_QUANTUM", 16)  # small windows: the rows cross several
     tts = undecided
     prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
     eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, [5, 6, 7], decoding, 40)
@@ -248,25 +249,32 @@ def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypa
             results = generator.generate(prompts, [5, 6, 7], decoding, 40)
             for ours, expected in zip(results, eager):
                 assert torch.equal(ours.rows, expected.rows), mode
-        assert len(generator._decoders) == 1
+        assert list(generator._decoders) == [3]
         if mode == "graph":
             [decoder] = generator._decoders.values()
-            assert len(decoder.graphs) == 2  # one per text-head variant: the full head and the two slots
+            windows = {window for window, _ in decoder.graphs}
+            variants = {variant for _, variant in decoder.graphs}
+            assert len(variants) == 2  # the full text head, and the two slots only
+            assert len(windows) >= 3 and all(w % 16 == 0 for w in windows)  # one per 16 slots reached
 
 
-def test_fixed_shape_decoders_are_reused_and_bounded(tiny_model):
-    from moss_model.decoders import CAPACITY_QUANTUM
+def test_fixed_shape_decoders_are_kept_by_batch_size_and_grow(tiny_model):
+    from moss_model.decoders import WINDOW_QUANTUM
 
     generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static")
     short = tiny_model.processor.build_prompt(SpeechRequest(text="One."))
-    generator.generate([short], [1], DecodingParams.greedy(), max_new_frames=10)
-    generator.generate([short], [2], DecodingParams.greedy(), max_new_frames=12)  # same rounded capacity
-    assert len(generator._decoders) == 1
-    [(batch, capacity)] = generator._decoders
-    assert batch == 1 and capacity % CAPACITY_QUANTUM == 0
-    generator.generate([short, short], [1, 2], DecodingParams.greedy(), max_new_frames=10)
-    generator.generate([short], [1], DecodingParams.greedy(), max_new_frames=CAPACITY_QUANTUM + 10)
-    assert list(generator._decoders) == [(2, capacity), (1, 2 * capacity)]  # at most two, oldest dropped
+    greedy = DecodingParams.greedy()
+    generator.generate([short], [1], greedy, max_new_frames=10)
+    first = generator._decoders[1]
+    assert first.capacity % WINDOW_QUANTUM == 0
+    generator.generate([short], [2], greedy, max_new_frames=12)
+    assert generator._decoders[1] is first  # it had room: reused
+    generator.generate([short, short], [1, 2], greedy, max_new_frames=10)
+    generator.generate([short], [1], greedy, max_new_frames=first.capacity)  # needs more room
+    assert list(generator._decoders) == [2, 1]  # most recently used last
+    assert generator._decoders[1].capacity > first.capacity
+    generator.generate([short] * 3, [1, 2, 3], greedy, max_new_frames=10)
+    assert list(generator._decoders) == [1, 3]  # at most two kept: batch size 2 was dropped
 
 
 def test_decode_mode_errors(tiny_model):
