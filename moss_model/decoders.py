@@ -119,6 +119,9 @@ class GraphDecoder(StaticDecoder):
         super().__init__(model, batch, capacity, compile_layers)
         self.graphs: dict[tuple[int, int | None], CapturedStep] = {}
         self.capture_failed = False
+        # One memory pool for all of this decoder's graphs: they never run at once, and each
+        # graph's outputs stay referenced, so no capture reuses another graph's outputs.
+        self.memory_pool = torch.cuda.graph_pool_handle() if model.device.type == "cuda" else None
 
     def decode(self, row_ids: torch.Tensor, positions: torch.Tensor, slot: int, text_ids: torch.Tensor | None) -> Logits:
         self._load(row_ids, positions, slot)
@@ -128,7 +131,9 @@ class GraphDecoder(StaticDecoder):
         key = (window, None if text_ids is None else id(text_ids))
         if key not in self.graphs:
             try:
-                replay, outputs = capture_cuda_graph(lambda: self._step(text_ids, window), self.model.device)
+                replay, outputs = capture_cuda_graph(
+                    lambda: self._step(text_ids, window), self.model.device, self.memory_pool
+                )
             except RuntimeError as error:  # a driver or kernel that cannot be captured: slower, still correct
                 warnings.warn(f"CUDA graph capture failed, decoding without graphs: {error}", RuntimeWarning, stacklevel=2)
                 self.capture_failed = True
@@ -139,7 +144,9 @@ class GraphDecoder(StaticDecoder):
         return captured.outputs
 
 
-def capture_cuda_graph(step: Callable[[], Logits], device: torch.device) -> tuple[Callable[[], None], Logits]:
+def capture_cuda_graph(
+    step: Callable[[], Logits], device: torch.device, memory_pool: tuple[int, int] | None = None
+) -> tuple[Callable[[], None], Logits]:
     """Record `step` as a CUDA graph: (replay, the graph's output logits).
 
     The warm-up runs execute the step for real with the inputs already loaded; that is harmless
@@ -153,6 +160,6 @@ def capture_cuda_graph(step: Callable[[], Logits], device: torch.device) -> tupl
                 step()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=memory_pool):
             outputs = step()
     return graph.replay, outputs

@@ -219,7 +219,7 @@ def test_bad_arguments(tiny_model):
         SamplingParams(temperature=1.0, top_p=0.0)
 
 
-def replay_on_cpu(step, device):
+def replay_on_cpu(step, device, memory_pool=None):
     """Stands in for CUDA graph capture, which needs a GPU this machine lacks: the 'replay'
     reruns the recorded step and writes into the outputs of the recording, as a graph does, so
     an input the decoder failed to route through its buffers shows up as a wrong result."""
@@ -307,7 +307,7 @@ def test_compiled_layers_generate_the_same_rows_with_one_compile_for_all_layers(
 def test_a_failed_graph_capture_falls_back_to_the_fixed_shape_step(tiny_model, monkeypatch):
     from moss_model import decoders
 
-    def capture_fails(step, device):  # stands in for a CUDA capture error (no GPU here)
+    def capture_fails(step, device, memory_pool=None):  # stands in for a CUDA capture error (no GPU here)
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(decoders, "capture_cuda_graph", capture_fails)
