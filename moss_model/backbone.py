@@ -10,8 +10,8 @@ same random weights.
 
 Two ways to run the decoder: `forward` for any number of new tokens with attention over the
 cache filled so far (prefill, and decode steps on CPU), and `decode` for one token per row
-with attention over the whole cache under a mask, so that every shape and address is fixed
-and the step can be captured as a CUDA graph.
+with attention over every slot of the cache it is given (a window of the full cache) under a
+mask, so that every shape and address is fixed and the step can be captured as a CUDA graph.
 """
 
 from __future__ import annotations
