@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The GPU check of the generation engine, as one prepared run of about five minutes on one
 # H100 or H200 (the device machines have PyTorch, tokenizers and safetensors already):
-#   1. CUDA graph decoding gives the same rows as eager decoding (tests/moss_model/test_cuda_decode.py);
+#   1. CUDA graph replays give the rows of the same fixed-shape step run eagerly, and the bf16
+#      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py);
 #   2. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
 #      on CUDA), then eager launches (the in-process baseline), then graphs over torch.compile'd layers.
 # Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
+# With MOSS_TTS_UPSTREAM set to a checkout of OpenMOSS/MOSS-TTS (never part of this project;
+# on a device machine, carry one in an ignored folder), it also times the upstream loop on the
+# same 8B weights at batch 1, next to CUDA-graph decoding.
 #
 # The floor at batch 1: a step inside audio streams 14.16 GB of weights (8.46B parameters in
 # bf16, less the embedding tables and the text head, of which only rows are read), so about
@@ -19,4 +23,8 @@ log="${OUT:-/tmp}/cuda_check.log"
   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/moss_model/test_cuda_decode.py
   timeout 480 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 \
     --decode graph eager graph+compile
+  if [ -n "${MOSS_TTS_UPSTREAM:-}" ]; then
+    timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 --repeats 3 --decode graph \
+      --upstream "$MOSS_TTS_UPSTREAM"
+  fi
 } 2>&1 | tee "$log"

@@ -87,7 +87,13 @@ def load_upstream(path: str, model: MossTTSDelayModel):
         data.pop(key)
     config = MossTTSDelayConfig(**data)
     config.language_config._attn_implementation = "sdpa"
-    upstream = modeling_moss_tts.MossTTSDelayModel(config).to(model.device, model.dtype).eval()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(model.dtype)  # built in place: an 8B copy never passes through float32 on the CPU
+    try:
+        with torch.device(model.device):
+            upstream = modeling_moss_tts.MossTTSDelayModel(config).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
     upstream.load_state_dict({k: v.detach() for k, v in model.checkpoint_tensors().items()}, strict=True)
     return upstream
 
