@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile one run per decode mode at the first batch size and print "
+                             "the ops that cost the most device and host time")
     parser.add_argument("--upstream", default=None, help="local checkout of OpenMOSS/MOSS-TTS for the baseline")
     parser.add_argument("--decode", nargs="+", default=["auto"],
                         choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
@@ -160,11 +163,30 @@ def main() -> None:
             print(line, flush=True)
             rows_per_second[B] = B * 1000 / decode_ms
         first = args.batches[0]
+        if args.profile:
+            prompts = [processor.build_prompt(SpeechRequest(text=texts[i % len(texts)])) for i in range(first)]
+            print_profile(generator, prompts, args.steps)
         for B in args.batches[1:]:
             print(f"throughput at batch {B}: {rows_per_second[B] / rows_per_second[first]:.1f}x batch {first}")
         del generator  # frees its kept KV caches and graphs before the next mode
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
+
+
+def print_profile(generator: Generator, prompts, steps: int) -> None:
+    """The ops of one generate() run that cost the most, by device time and by host time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if generator.model.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        time_ours(generator, prompts, steps)
+    averages = profiler.key_averages()
+    print(f"profile of one run of {steps} steps at batch {len(prompts)}:")
+    if generator.model.device.type == "cuda":
+        print(averages.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
 
 
 def streamed_bytes(model: MossTTSDelayModel) -> int:
