@@ -21,6 +21,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # upstream wraps its loop in a progr
 import argparse
 import sys
 import time
+from pathlib import Path
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -120,6 +121,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="after timing, profile one run per decode mode at the first batch size and print "
                              "the ops that cost the most device and host time")
+    parser.add_argument("--sync-debug", action="store_true",
+                        help="CUDA only: after timing, run once more at the first batch size and print where "
+                             "the host waited for the GPU (torch.cuda.set_sync_debug_mode)")
     parser.add_argument("--upstream", default=None, help="local checkout of OpenMOSS/MOSS-TTS for the baseline")
     parser.add_argument("--decode", nargs="+", default=["auto"],
                         choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
@@ -166,6 +170,9 @@ def main() -> None:
         if args.profile:
             prompts = [processor.build_prompt(SpeechRequest(text=texts[i % len(texts)])) for i in range(first)]
             print_profile(generator, prompts, args.steps)
+        if args.sync_debug:
+            prompts = [processor.build_prompt(SpeechRequest(text=texts[i % len(texts)])) for i in range(first)]
+            print_host_waits(generator, prompts, args.steps)
         for B in args.batches[1:]:
             print(f"throughput at batch {B}: {rows_per_second[B] / rows_per_second[first]:.1f}x batch {first}")
         del generator  # frees its kept KV caches and graphs before the next mode
@@ -187,6 +194,36 @@ def print_profile(generator: Generator, prompts, steps: int) -> None:
     if generator.model.device.type == "cuda":
         print(averages.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
     print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
+
+
+def print_host_waits(generator: Generator, prompts, steps: int) -> None:
+    """Where one generate() run synchronized the host with the GPU: call sites and counts."""
+    import collections
+    import traceback
+    import warnings
+
+    sites: collections.Counter[str] = collections.Counter()
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        frames = [f for f in traceback.extract_stack()[:-1] if "/moss_model/" in f.filename]
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} {frames[-1].line}" if frames else f"{filename}:{lineno}"
+        sites[where] += 1
+
+    stats = GenerationStats()
+    previous = warnings.showwarning
+    warnings.showwarning = record
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            generator.generate(prompts, list(range(len(prompts))), DecodingParams(), max_new_frames=steps, stats=stats)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        warnings.showwarning = previous
+    print(f"host waits in one run of {stats.steps} steps at batch {len(prompts)}: {sum(sites.values())}")
+    for where, count in sites.most_common():
+        print(f"{count:>6}  {where}")
 
 
 def streamed_bytes(model: MossTTSDelayModel) -> int:

@@ -1,0 +1,67 @@
+"""The decode step alone, without sampling: what one forward costs the device and the host.
+
+    python bench/decode_step.py --config 8b --device cuda --batches 1 16
+
+For each batch size and decode mode (static, graph; CUDA graphs need CUDA) it runs the
+fixed-shape step back to back inside audio (the two-slot text head) and prints:
+  - step ms: wall time per step with the device kept busy (host launches overlap device work);
+  - host ms: time the host spends issuing one step (launches only, measured before the sync);
+  - GB/s: weight bytes streamed per step over step ms.
+The generation engine's ms/step (bench/generate.py) minus this step's ms is what sampling and
+the engine's bookkeeping cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench.generate import build, streamed_bytes
+from moss_model.decoders import GraphDecoder, StaticDecoder
+
+
+def time_steps(decoder: StaticDecoder, row_ids, positions, slot_ids, steps: int) -> tuple[float, float]:
+    """(wall ms per step, host ms per step) over `steps` back-to-back decode steps."""
+    decoder.decode(row_ids, positions, 100, slot_ids)  # warm-up (capture for graphs)
+    sync = torch.cuda.synchronize if row_ids.is_cuda else (lambda: None)
+    sync()
+    started = time.perf_counter()
+    for step in range(steps):
+        decoder.decode(row_ids, positions, 100 + step, slot_ids)
+    issued = time.perf_counter()
+    sync()
+    finished = time.perf_counter()
+    return (finished - started) / steps * 1000, (issued - started) / steps * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=["tiny", "8b"], default="tiny")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    model, _ = build(args.config, args.device, dtype)
+    c = model.config
+    slot_ids = torch.tensor([c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id], device=model.device)
+    kinds = [StaticDecoder, GraphDecoder] if model.device.type == "cuda" else [StaticDecoder]
+    print(f"config={args.config} device={model.device} dtype={dtype}; weights streamed per step: {streamed_bytes(model) / 1e9:.2f} GB")
+    print(f"{'mode':>8} {'batch':>5} {'step ms':>8} {'host ms':>8} {'GB/s':>7}")
+    for kind in kinds:
+        for B in args.batches:
+            decoder = kind(model, B, 100 + args.steps + 1)
+            decoder.key_valid[:, : 100 + args.steps + 1] = True
+            row_ids = torch.zeros(B, 1, c.n_vq + 1, dtype=torch.long, device=model.device)
+            positions = torch.full((B, 1), 100, dtype=torch.long, device=model.device)
+            with torch.inference_mode():
+                step_ms, host_ms = min(time_steps(decoder, row_ids, positions, slot_ids, args.steps) for _ in range(3))
+            name = "graph" if kind is GraphDecoder else "static"
+            print(f"{name:>8} {B:>5} {step_ms:>8.2f} {host_ms:>8.2f} {streamed_bytes(model) / step_ms / 1e6:>7.0f}", flush=True)
+            del decoder
+
+
+if __name__ == "__main__":
+    main()
