@@ -4,8 +4,9 @@
 #   1. CUDA graph replays give the rows of the same fixed-shape step run eagerly, and the bf16
 #      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py);
 #   2. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
-#      on CUDA), then eager launches (the in-process baseline), then graphs over torch.compile'd layers;
-#      each mode is then profiled once at batch 1 (the ops that cost the most device and host time).
+#      on CUDA), then eager launches (the in-process baseline); the upstream loop if asked (below);
+#      last, graphs over torch.compile'd layers (a compile of a minute or two).
+# To see where time goes: bench/generate.py --profile or --sync-debug, bench/decode_step.py.
 # Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
 # With MOSS_TTS_UPSTREAM set to a checkout of OpenMOSS/MOSS-TTS (never part of this project;
 # on a device machine, carry one in an ignored folder), it also times the upstream loop on the
@@ -22,12 +23,12 @@ log="${OUT:-/tmp}/cuda_check.log"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/moss_model/test_cuda_decode.py
-  timeout 480 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 \
-    --decode graph eager graph+compile --profile
+  timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph eager
   if [ -n "${MOSS_TTS_UPSTREAM:-}" ]; then
     timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 --repeats 3 --decode graph \
       --upstream "$MOSS_TTS_UPSTREAM"
   fi
+  timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph+compile
 } 2>&1 | tee "$log"
 echo "== summary =="
 grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ )|passed|failed|error" "$log"

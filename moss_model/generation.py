@@ -16,13 +16,16 @@ outputs go into a preallocated buffer.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from moss_model import decoders
 from moss_model.decoders import EagerDecoder, GraphDecoder, StaticDecoder, resolve_decode_mode
-from moss_model.model import MossTTSDelayModel
+from moss_model.model import Logits, MossTTSDelayModel
 from moss_model.processor import Batch, MossTTSProcessor, Prompt
 from moss_model.sampling import DecodingParams, apply_repetition_penalty, row_keys, sample, step_keys
 
@@ -50,7 +53,10 @@ class GenerationStats:
 
 
 class RowState:
-    """Per-row state of the text channel's state machine, as tensors [B]."""
+    """Per-row state of the text channel's state machine, as tensors [B], updated in place
+    (a recorded sampling step reads and writes the same buffers on every replay)."""
+
+    FIELDS = ("stopped", "in_audio", "audio_len", "delay", "new_frames", "forced_close", "max_new_frames")
 
     def __init__(self, batch: Batch, model: MossTTSDelayModel, max_new_frames: int) -> None:
         c = model.config
@@ -69,7 +75,104 @@ class RowState:
         self.delay = torch.full((B,), NOT_DELAYING, dtype=torch.long, device=device)
         self.new_frames = torch.zeros(B, dtype=torch.long, device=device)
         self.forced_close = torch.zeros(B, dtype=torch.bool, device=device)
-        self.max_new_frames = max_new_frames
+        self.max_new_frames = torch.full((B,), max_new_frames, dtype=torch.long, device=device)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [getattr(self, name) for name in self.FIELDS]
+
+    def load(self, other: RowState) -> None:
+        for mine, theirs in zip(self.tensors(), other.tensors()):
+            mine.copy_(theirs)
+
+
+@dataclass
+class CapturedSampling:
+    replay: Callable[[], None]
+    row: torch.Tensor  # the recording's output: the sampled row [B, 1+n_vq]
+
+
+class SamplingGraphs:
+    """The sampling step inside audio, recorded as CUDA graphs (one per decoding setting) for
+    one batch size, with the buffers those graphs read and write.
+
+    Inside audio, a step's sampling and state update is about 250 small kernels; launched one
+    by one from Python they cost the host more time than the decode step costs the GPU, which
+    then waits. One replay launches them all. The graphs read only buffers owned here: the
+    logits are copied in, the step number is a device tensor, and the row state, row keys and
+    seen codes are loaded at the start of each generate() call.
+    """
+
+    def __init__(self, batch: int, device: torch.device) -> None:
+        self.batch = batch
+        self.device = device
+        self.state: RowState | None = None
+        self.keys = torch.zeros(batch, dtype=torch.long, device=device)
+        self.step = torch.zeros((), dtype=torch.long, device=device)
+        self.seen: torch.Tensor | None = None
+        self.logits: Logits | None = None
+        self.graphs: dict[DecodingParams, CapturedSampling] = {}
+        self.capture_failed = False
+        self.memory_pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+
+    def load(
+        self, state: RowState, keys: torch.Tensor, seen: torch.Tensor | None
+    ) -> tuple[RowState, torch.Tensor, torch.Tensor | None]:
+        """This call's starting state copied into the buffers the graphs use; those buffers."""
+        if self.state is None:
+            self.state = state  # the first call's tensors become the buffers
+        else:
+            self.state.load(state)
+        self.keys.copy_(keys)
+        if seen is None:
+            return self.state, self.keys, None
+        if self.seen is None:
+            self.seen = seen
+        else:
+            self.seen.copy_(seen)
+        return self.state, self.keys, self.seen
+
+    def sample(
+        self, logits: Logits, step: int, decoding: DecodingParams, next_row: Callable[[Logits, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """The row of this step: next_row(logits, step tensor), replayed from its recording.
+
+        next_row must read and write only this object's buffers and must not branch on the
+        step (the caller records only steps whose Python path is the same).
+        """
+        if self.logits is None:
+            self.logits = Logits(text=logits.text[:, -1:].clone(), audio=logits.audio[:, -1:].clone())
+        self.logits.text.copy_(logits.text[:, -1:])
+        self.logits.audio.copy_(logits.audio[:, -1:])
+        self.step.fill_(step)
+        if self.capture_failed:
+            return next_row(self.logits, self.step)
+        if decoding not in self.graphs:
+            captured = self._capture(decoding, next_row)
+            if captured is None:
+                return next_row(self.logits, self.step)
+            self.graphs[decoding] = captured
+        captured = self.graphs[decoding]
+        captured.replay()
+        return captured.row
+
+    def _capture(self, decoding: DecodingParams, next_row) -> CapturedSampling | None:
+        # Recording runs the step for real a few times first, which advances the row state:
+        # save it and put it back, so that the replay that follows is this step's only run.
+        saved = [t.clone() for t in self._mutable()]
+        try:
+            replay, row = decoders.capture_cuda_graph(lambda: next_row(self.logits, self.step), self.device, self.memory_pool)
+        except RuntimeError as error:  # slower, still correct
+            warnings.warn(f"CUDA graph capture of sampling failed, sampling without graphs: {error}", RuntimeWarning, stacklevel=3)
+            self.capture_failed = True
+            captured = None
+        else:
+            captured = CapturedSampling(replay, row)
+        for tensor, value in zip(self._mutable(), saved):
+            tensor.copy_(value)
+        return captured
+
+    def _mutable(self) -> list[torch.Tensor]:
+        return self.state.tensors() + ([self.seen] if self.seen is not None else [])
 
 
 class Generator:
@@ -89,6 +192,7 @@ class Generator:
         self.decode_mode = resolve_decode_mode(decode_mode, model.device, compile_layers)
         self.compile_layers = compile_layers
         self._decoders: OrderedDict[int, StaticDecoder] = OrderedDict()
+        self._sampling_graphs: OrderedDict[int, SamplingGraphs] = OrderedDict()
         c = model.config
         device = model.device
         self.n_vq = c.n_vq
@@ -134,6 +238,9 @@ class Generator:
         keys = row_keys(torch.tensor(seeds, dtype=torch.long, device=device))
         state = RowState(batch, model, max_new_frames)
         seen = self._seen_codes(input_ids, batch.attention_mask.to(device), decoding)
+        sampling_graphs = self._sampling_graphs_for(B) if self.decode_mode == "graph" else None
+        if sampling_graphs is not None:
+            state, keys, seen = sampling_graphs.load(state, keys, seen)
         out = torch.full((B, max_steps, C), c.audio_pad_code, dtype=torch.long, device=device)
         out[..., 0] = c.pad_token_id
 
@@ -146,7 +253,14 @@ class Generator:
         steps = 0
         next_full_text = 0
         for step in range(max_steps):
-            row = self._next_row(logits, state, step, keys, decoding, seen)
+            slots_only = logits.text.shape[-1] == len(self.slot_ids)
+            if sampling_graphs is not None and step >= 1 and slots_only:
+                row = sampling_graphs.sample(
+                    logits, step, decoding,
+                    lambda inputs, step_tensor: self._next_row(inputs, state, step, step_keys(keys, step_tensor), decoding, seen),
+                )
+            else:
+                row = self._next_row(logits, state, step, step_keys(keys, step), decoding, seen)
             out[:, step] = row
             steps = step + 1
             key_valid[:, T + step] = ~state.stopped
@@ -185,6 +299,13 @@ class Generator:
         self._decoders[batch] = decoder  # most recently used last
         return decoder
 
+    def _sampling_graphs_for(self, batch: int) -> SamplingGraphs:
+        graphs = self._sampling_graphs.pop(batch, None) or SamplingGraphs(batch, self.model.device)
+        while len(self._sampling_graphs) >= KEPT_DECODERS:
+            self._sampling_graphs.popitem(last=False)
+        self._sampling_graphs[batch] = graphs  # most recently used last
+        return graphs
+
     def _seen_codes(self, input_ids: torch.Tensor, mask: torch.Tensor, decoding: DecodingParams) -> torch.Tensor | None:
         """Per row and codebook, which codes the history holds (for the repetition penalty)."""
         if decoding.audio.repetition_penalty == 1.0:
@@ -206,16 +327,16 @@ class Generator:
         return int(until.min())
 
     def _next_row(self, logits, state: RowState, step: int, keys, decoding: DecodingParams, seen) -> torch.Tensor:
-        """Sample one row [B, 1+n_vq] for every request and advance the state machine.
+        """Sample one row [B, 1+n_vq] for every request and advance the state machine in place.
 
         logits.text holds the whole vocabulary, or only the two slot ids on steps where the
-        host knows that no row samples free text.
+        host knows that no row samples free text. keys: this step's (step_keys). The step
+        number only steers Python branches that matter on the first step and on full-text steps.
         """
         c = self.model.config
         full_text = logits.text.shape[-1] != len(self.slot_ids)
         text_logits = logits.text[:, -1].float()  # B, V (or B, 2)
         audio_logits = logits.audio[:, -1].float()  # B, n_vq, A
-        keys = step_keys(keys, step)
 
         delaying = state.delay >= 1
         forced_delay = ~state.stopped & delaying & (state.delay < self.n_vq)
@@ -259,17 +380,17 @@ class Generator:
             seen.scatter_(2, codes[..., None], True)
             seen[..., c.audio_pad_code] = False
 
-        # Advance the state machine.
-        state.in_audio = (in_audio | (text == c.audio_start_token_id)) & ~forced_end
-        state.stopped = state.stopped | (text == c.im_end_token_id)
+        # Advance the state machine (in place: see RowState).
+        state.in_audio.copy_((in_audio | (text == c.audio_start_token_id)) & ~forced_end)
+        state.stopped |= text == c.im_end_token_id
         audio_step = (text == c.audio_start_token_id) | (text == self.slot_ids[0]) | (text == self.slot_ids[1])
-        state.audio_len = torch.where(text == c.audio_end_token_id, 0, state.audio_len + audio_step.long())
+        state.audio_len.copy_(torch.where(text == c.audio_end_token_id, 0, state.audio_len + audio_step.long()))
         frame_row = (text == self.slot_ids[0]) | ((text == self.slot_ids[1]) & ~delaying)
-        state.new_frames = state.new_frames + frame_row.long()
+        state.new_frames += frame_row.long()
         starts_delay = (state.delay == NOT_DELAYING) & (text == self.slot_ids[1])
         delay = torch.where(starts_delay, 0, state.delay)
         delay = torch.where(delay != NOT_DELAYING, delay + 1, delay)
-        state.delay = torch.where(delay > self.n_vq, NOT_DELAYING, delay)
+        state.delay.copy_(torch.where(delay > self.n_vq, NOT_DELAYING, delay))
         return torch.cat([text[:, None], codes], dim=1)
 
     def _results(self, prompts: list[Prompt], out: torch.Tensor, state: RowState) -> list[RowResult]:

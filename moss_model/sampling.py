@@ -75,7 +75,7 @@ def row_keys(seeds: torch.Tensor) -> torch.Tensor:
     return fmix32(low ^ fmix32(high + 0x9E3779B9))
 
 
-def step_keys(keys: torch.Tensor, step: int) -> torch.Tensor:
+def step_keys(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
     """The keys [B] of one generation step, shared by every channel of that step."""
     return fmix32(keys ^ ((step * 0x27D4EB2F + 0x165667B1) & MASK32))
 

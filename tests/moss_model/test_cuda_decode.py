@@ -24,8 +24,9 @@ def cuda_tts(tiny_model_dir):
 
 @pytest.mark.parametrize("decoding", [DecodingParams.greedy(), DecodingParams()], ids=["greedy", "sampled"])
 def test_graph_replays_give_the_rows_of_the_same_step_run_eagerly(cuda_tts, decoding):
-    """Graph and static decoding launch the same kernels, so their rows agree exactly (eager
-    decoding uses other attention kernels: its logits agree to rounding, tested below)."""
+    """Graph and static decoding launch the same kernels (graph mode records the sampling step
+    inside audio too), so their rows agree exactly (eager decoding uses other attention
+    kernels: its logits agree to rounding, tested below)."""
     tts = cuda_tts
     prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
     static = Generator(tts.model, tts.processor, decode_mode="static").generate(prompts, [5, 6, 7], decoding, 60)
@@ -37,6 +38,8 @@ def test_graph_replays_give_the_rows_of_the_same_step_run_eagerly(cuda_tts, deco
             assert torch.equal(ours.rows, expected.rows)
     [decoder] = graph._decoders.values()
     assert 1 <= len(decoder.graphs) <= 2 and not decoder.capture_failed
+    [sampling] = graph._sampling_graphs.values()  # inside audio, sampling replays a recording too
+    assert list(sampling.graphs) == [decoding] and not sampling.capture_failed
 
 
 def test_static_decode_step_matches_step_in_bfloat16(tiny_model_dir):

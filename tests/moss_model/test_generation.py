@@ -227,14 +227,24 @@ def replay_on_cpu(step, device, memory_pool=None):
 
     def replay():
         fresh = step()
-        outputs.text.copy_(fresh.text)
-        outputs.audio.copy_(fresh.audio)
+        if isinstance(outputs, torch.Tensor):  # a sampled row
+            outputs.copy_(fresh)
+        else:  # logits
+            outputs.text.copy_(fresh.text)
+            outputs.audio.copy_(fresh.audio)
 
     return replay, outputs
 
 
-@pytest.mark.parametrize("decoding", [DecodingParams.greedy(), DecodingParams()], ids=["greedy", "sampled"])
+PENALIZED = DecodingParams(audio=SamplingParams(1.0, top_k=25, repetition_penalty=1.3))
+
+
+@pytest.mark.parametrize(
+    "decoding", [DecodingParams.greedy(), DecodingParams(), PENALIZED], ids=["greedy", "sampled", "penalized"]
+)
 def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypatch):
+    """Graph mode records both the decode step and, inside audio, the sampling step (whose
+    recording runs the step and must leave the row state as it found it)."""
     from moss_model import decoders
 
     monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)
@@ -256,6 +266,8 @@ def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypa
             variants = {variant for _, variant in decoder.graphs}
             assert len(variants) == 2  # the full text head, and the two slots only
             assert len(windows) >= 3 and all(w % 16 == 0 for w in windows)  # one per 16 slots reached
+            [sampling] = generator._sampling_graphs.values()
+            assert list(sampling.graphs) == [decoding] and not sampling.capture_failed
 
 
 def test_fixed_shape_decoders_are_kept_by_batch_size_and_grow(tiny_model):
@@ -308,6 +320,7 @@ def test_a_failed_graph_capture_falls_back_to_the_fixed_shape_step(tiny_model, m
     from moss_model import decoders
 
     def capture_fails(step, device, memory_pool=None):  # stands in for a CUDA capture error (no GPU here)
+        step()  # after the warm-up runs, as a real capture fails
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(decoders, "capture_cuda_graph", capture_fails)
@@ -315,8 +328,10 @@ def test_a_failed_graph_capture_falls_back_to_the_fixed_shape_step(tiny_model, m
     [expected] = tiny_model.generator.generate([prompt], [3], max_new_frames=30)
     generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static")
     generator.decode_mode = "graph"  # the constructor refuses 'graph' on CPU
-    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture.*failed"):
         [result] = generator.generate([prompt], [3], max_new_frames=30)
     assert torch.equal(result.rows, expected.rows)
     [decoder] = generator._decoders.values()
     assert decoder.capture_failed and not decoder.graphs
+    [sampling] = generator._sampling_graphs.values()
+    assert sampling.capture_failed and not sampling.graphs
