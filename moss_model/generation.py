@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from moss_model import decoders
-from moss_model.decoders import EagerDecoder, GraphDecoder, StaticDecoder, resolve_decode_mode
+from moss_model.decoders import EagerDecoder, GraphDecoder, StaticDecoder, resolve_compile_layers, resolve_decode_mode
 from moss_model.model import Logits, MossTTSDelayModel
 from moss_model.processor import Batch, MossTTSProcessor, Prompt
 from moss_model.sampling import DecodingParams, apply_repetition_penalty, row_keys, sample, step_keys
@@ -180,17 +180,19 @@ class Generator:
 
     decode_mode: how decode steps run (see `moss_model.decoders`): 'auto' (CUDA graphs on
     CUDA, eager elsewhere), 'eager', 'static' or 'graph'. compile_layers: fuse each layer's
-    elementwise work with torch.compile in the fixed-shape modes (a one-off compile per batch size).
+    elementwise work with torch.compile in the fixed-shape modes (compiled on first use in a process);
+    None (the default) turns it on with CUDA graphs and off otherwise.
     Fixed-shape decoders keep their KV cache between calls, so run one `generate` at a time.
     """
 
     def __init__(
-        self, model: MossTTSDelayModel, processor: MossTTSProcessor, decode_mode: str = "auto", compile_layers: bool = False
+        self, model: MossTTSDelayModel, processor: MossTTSProcessor, decode_mode: str = "auto",
+        compile_layers: bool | None = None,
     ) -> None:
         self.model = model
         self.processor = processor
-        self.decode_mode = resolve_decode_mode(decode_mode, model.device, compile_layers)
-        self.compile_layers = compile_layers
+        self.decode_mode = resolve_decode_mode(decode_mode, model.device, bool(compile_layers))
+        self.compile_layers = resolve_compile_layers(compile_layers, self.decode_mode)
         self._decoders: OrderedDict[int, StaticDecoder] = OrderedDict()
         self._sampling_graphs: OrderedDict[int, SamplingGraphs] = OrderedDict()
         c = model.config

@@ -294,7 +294,16 @@ def test_decode_mode_errors(tiny_model):
         Generator(tiny_model.model, tiny_model.processor, decode_mode="graph")
     with pytest.raises(ValueError, match="decode mode must be one of"):
         Generator(tiny_model.model, tiny_model.processor, decode_mode="fast")
-    assert Generator(tiny_model.model, tiny_model.processor).decode_mode == "eager"  # CPU default
+    default = Generator(tiny_model.model, tiny_model.processor)
+    assert default.decode_mode == "eager" and not default.compile_layers  # CPU defaults
+
+
+def test_layers_are_compiled_by_default_with_cuda_graphs_only():
+    from moss_model.decoders import resolve_compile_layers
+
+    assert resolve_compile_layers(None, "graph") is True
+    assert resolve_compile_layers(None, "static") is False and resolve_compile_layers(None, "eager") is False
+    assert resolve_compile_layers(False, "graph") is False and resolve_compile_layers(True, "static") is True
 
 
 def test_compiled_layers_generate_the_same_rows_with_one_compile_for_all_layers(undecided):
@@ -335,3 +344,23 @@ def test_a_failed_graph_capture_falls_back_to_the_fixed_shape_step(tiny_model, m
     assert decoder.capture_failed and not decoder.graphs
     [sampling] = generator._sampling_graphs.values()
     assert sampling.capture_failed and not sampling.graphs
+
+
+def test_a_failing_layer_compile_falls_back_to_the_plain_step(tiny_model, monkeypatch):
+    from moss_model import decoders
+    from moss_model.backbone import EAGER_KERNELS, LayerKernels
+
+    def compile_error(*args):  # stands in for a torch.compile failure (its errors are RuntimeErrors)
+        raise RuntimeError("backend compiler failed")
+
+    monkeypatch.setattr(decoders, "compiled_layer_kernels", lambda: LayerKernels(compile_error, compile_error))
+    monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)  # runs the step, as capture's warm-up does
+    prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Fallback."))
+    [expected] = tiny_model.generator.generate([prompt], [3], max_new_frames=30)
+    generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static", compile_layers=True)
+    generator.decode_mode = "graph"  # the constructor refuses 'graph' on CPU
+    with pytest.warns(RuntimeWarning, match="without graphs or compiled layers"):
+        [result] = generator.generate([prompt], [3], max_new_frames=30)
+    assert torch.equal(result.rows, expected.rows)
+    [decoder] = generator._decoders.values()
+    assert decoder.capture_failed and decoder.kernels is EAGER_KERNELS
