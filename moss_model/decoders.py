@@ -25,6 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -34,6 +35,7 @@ from moss_model.model import Logits, MossTTSDelayModel
 DECODE_MODES = ("auto", "eager", "static", "graph")
 WINDOW_QUANTUM = 256  # attention windows and fixed-shape caches are multiples of this many slots
 GRAPH_WARMUP_RUNS = 2
+StepOutput = TypeVar("StepOutput")
 
 
 def resolve_decode_mode(mode: str, device: torch.device, compile_layers: bool = False) -> str:
@@ -156,12 +158,13 @@ class GraphDecoder(StaticDecoder):
 
 
 def capture_cuda_graph(
-    step: Callable[[], Logits], device: torch.device, memory_pool: tuple[int, int] | None = None
-) -> tuple[Callable[[], None], Logits]:
-    """Record `step` as a CUDA graph: (replay, the graph's output logits).
+    step: Callable[[], StepOutput], device: torch.device, memory_pool: tuple[int, int] | None = None
+) -> tuple[Callable[[], None], StepOutput]:
+    """Record `step` as a CUDA graph: (replay, the graph's outputs, which each replay rewrites).
 
-    The warm-up runs execute the step for real with the inputs already loaded; that is harmless
-    because a decode step is idempotent (it rewrites the same cache slot with the same values).
+    The warm-up runs execute the step for real with the inputs already loaded. That is harmless
+    for a decode step, which is idempotent (it rewrites the same cache slot with the same
+    values); a step that is not (sampling advances the row state) must undo them itself.
     """
     with torch.cuda.device(device):
         side = torch.cuda.Stream()
