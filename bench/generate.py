@@ -127,8 +127,9 @@ def main() -> None:
     parser.add_argument("--upstream", default=None, help="local checkout of OpenMOSS/MOSS-TTS for the baseline")
     parser.add_argument("--decode", nargs="+", default=["auto"],
                         choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
-                        help="decode modes to time (see moss_model.decoders); auto = CUDA graphs on CUDA, eager on "
-                             "CPU; +compile fuses each layer's elementwise work with torch.compile")
+                        help="decode modes to time (see moss_model.decoders); auto = the engine's defaults (CUDA "
+                             "graphs over compiled layers on CUDA, eager on CPU); graph and static run uncompiled "
+                             "layers; +compile fuses each layer's elementwise work with torch.compile")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,7 +142,8 @@ def main() -> None:
     texts = ["The quick brown fox jumps over the lazy dog.", "Call me the narrator.", "Some years ago, never mind how long."]
     for choice in args.decode:
         mode, _, extra = choice.partition("+")
-        generator = Generator(model, processor, decode_mode=mode, compile_layers=extra == "compile")
+        compile_layers = None if mode == "auto" else extra == "compile"
+        generator = Generator(model, processor, decode_mode=mode, compile_layers=compile_layers)
         print(f"decode mode: {generator.decode_mode}{' with compiled layers' if generator.compile_layers else ''}")
         header = f"{'batch':>5} {'ms/step':>9} {'+prefill':>9} {'steps/s':>8} {'rows/s':>8} {'GB/s':>7}"
         print(header + (f" {'upstream ms/step':>17} {'speed-up':>9}" if upstream else ""))
