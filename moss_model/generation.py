@@ -350,7 +350,7 @@ class Generator:
         slot_logits = text_logits[:, self.slot_ids] if full_text else text_logits.clone()
         if full_text:
             # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
-            text_logits[:, self.free_text_forbidden] = float("-inf")
+            text_logits.index_fill_(1, self.free_text_forbidden, float("-inf"))  # index_put_ made the host wait (--sync-debug)
             if step <= self.n_vq:
                 text_logits[:, c.im_end_token_id] = float("-inf")
             free_text = sample(text_logits, decoding.text, keys, 0)
@@ -397,7 +397,7 @@ class Generator:
 
     def _results(self, prompts: list[Prompt], out: torch.Tensor, state: RowState) -> list[RowResult]:
         c = self.model.config
-        out = out.cpu()
+        out, forced_close = out.cpu(), state.forced_close.cpu()
         results = []
         for row, prompt in enumerate(prompts):
             text = out[row, :, 0]
@@ -407,7 +407,7 @@ class Generator:
             tail = self._open_block(prompt)
             runs = self.processor.frames_from_rows(tail, generated, prompt.prefix_frames)
             frames = runs[0] if runs else torch.zeros(0, c.n_vq, dtype=torch.long)
-            results.append(RowResult(frames, runs, generated, finished, bool(state.forced_close[row])))
+            results.append(RowResult(frames, runs, generated, finished, bool(forced_close[row])))
         return results
 
     def _open_block(self, prompt: Prompt) -> torch.Tensor:

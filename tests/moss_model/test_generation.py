@@ -251,15 +251,18 @@ def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypa
     monkeypatch.setattr(decoders, "WINDOW_QUANTUM", 16)  # small windows: the rows cross several
     tts = undecided
     prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
-    eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, [5, 6, 7], decoding, 40)
+    prefix = torch.randint(0, 1024, (6, tts.config.n_vq), generator=torch.Generator().manual_seed(1))
+    prompts.append(tts.processor.build_prompt(SpeechRequest(text=" and on.", prefix_codes=prefix, prefix_text="Before")))
+    seeds = [5, 6, 7, 8]
+    eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, seeds, decoding, 40)
     for mode in ("static", "graph"):
         generator = Generator(tts.model, tts.processor, decode_mode="static")
         generator.decode_mode = mode  # 'graph' on a CPU model: the constructor refuses, the stand-in above serves
-        for _ in range(2):  # the second call reuses the decoder, its cache holding the first call's keys
-            results = generator.generate(prompts, [5, 6, 7], decoding, 40)
+        for _ in range(2):  # the second call reuses the decoder (its cache holding the first call's keys) and its state buffers
+            results = generator.generate(prompts, seeds, decoding, 40)
             for ours, expected in zip(results, eager):
                 assert torch.equal(ours.rows, expected.rows), mode
-        assert list(generator._decoders) == [3]
+        assert list(generator._decoders) == [4]
         if mode == "graph":
             [decoder] = generator._decoders.values()
             windows = {window for window, _ in decoder.graphs}
