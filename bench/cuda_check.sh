@@ -5,7 +5,8 @@
 #      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py);
 #   2. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
 #      on CUDA), then eager launches (the in-process baseline); the upstream loop if asked (below);
-#      last, graphs over torch.compile'd layers (a compile of a minute or two).
+#      then graphs over torch.compile'd layers (a compile of a minute or two);
+#   3. the decode step alone in each mode, without sampling (bench/decode_step.py).
 # To see where time goes: bench/generate.py --profile or --sync-debug, bench/decode_step.py.
 # Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
 # With MOSS_TTS_UPSTREAM set to a checkout of OpenMOSS/MOSS-TTS (never part of this project;
@@ -29,6 +30,7 @@ log="${OUT:-/tmp}/cuda_check.log"
       --upstream "$MOSS_TTS_UPSTREAM"
   fi
   timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph+compile
+  timeout 300 python3 bench/decode_step.py --config 8b --device cuda --batches 1 16  # the step alone, no sampling
 } 2>&1 | tee "$log"
 echo "== summary =="
-grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ )|passed|failed|error" "$log"
+grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ )|passed|failed|error" "$log"

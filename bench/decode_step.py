@@ -2,7 +2,7 @@
 
     python bench/decode_step.py --config 8b --device cuda --batches 1 16
 
-For each batch size and decode mode (static, graph; CUDA graphs need CUDA) it runs the
+For each batch size and decode mode (static, graph, graph+compile; graphs need CUDA) it runs the
 fixed-shape step back to back inside audio (the two-slot text head) and prints:
   - step ms: wall time per step with the device kept busy (host launches overlap device work);
   - host ms: time the host spends issuing one step (launches only, measured before the sync);
@@ -47,19 +47,20 @@ def main() -> None:
     model, _ = build(args.config, args.device, dtype)
     c = model.config
     slot_ids = torch.tensor([c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id], device=model.device)
-    kinds = [StaticDecoder, GraphDecoder] if model.device.type == "cuda" else [StaticDecoder]
+    modes = [("static", StaticDecoder, False)]
+    if model.device.type == "cuda":
+        modes += [("graph", GraphDecoder, False), ("graph+compile", GraphDecoder, True)]
     print(f"config={args.config} device={model.device} dtype={dtype}; weights streamed per step: {streamed_bytes(model) / 1e9:.2f} GB")
-    print(f"{'mode':>8} {'batch':>5} {'step ms':>8} {'host ms':>8} {'GB/s':>7}")
-    for kind in kinds:
+    print(f"{'mode':>13} {'batch':>5} {'step ms':>8} {'host ms':>8} {'GB/s':>7}")
+    for name, kind, compile_layers in modes:
         for B in args.batches:
-            decoder = kind(model, B, 100 + args.steps + 1)
+            decoder = kind(model, B, 100 + args.steps + 1, compile_layers=compile_layers)
             decoder.key_valid[:, : 100 + args.steps + 1] = True
             row_ids = torch.zeros(B, 1, c.n_vq + 1, dtype=torch.long, device=model.device)
             positions = torch.full((B, 1), 100, dtype=torch.long, device=model.device)
             with torch.inference_mode():
                 step_ms, host_ms = min(time_steps(decoder, row_ids, positions, slot_ids, args.steps) for _ in range(3))
-            name = "graph" if kind is GraphDecoder else "static"
-            print(f"{name:>8} {B:>5} {step_ms:>8.2f} {host_ms:>8.2f} {streamed_bytes(model) / step_ms / 1e6:>7.0f}", flush=True)
+            print(f"{name:>13} {B:>5} {step_ms:>8.2f} {host_ms:>8.2f} {streamed_bytes(model) / step_ms / 1e6:>7.0f}", flush=True)
             del decoder
 
 
