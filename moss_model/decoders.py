@@ -15,8 +15,8 @@ use and kept with the decoder, which serves every later call at its batch size.
           the CUDA default
 
 With `compile_layers`, the fixed-shape modes run each layer's two halves around attention
-compiled by torch.compile (fused elementwise chains: fewer, larger kernels in the graph, which
-also launches faster). It is on by default with graphs: on an H200 it took the 8B step at
+compiled by torch.compile (fused elementwise chains: fewer, larger kernels in the graph).
+It is on by default with graphs: on an H200 it took the 8B step at
 batch 1 from 8.3 to 7.5 ms (bench/cuda_check.sh), for a compile of a minute or two per process.
 """
 
