@@ -9,9 +9,9 @@ implementation (float32 RMS statistics, RoPE with rotate-half); tests compare th
 same random weights.
 
 Two ways to run the decoder: `forward` for any number of new tokens with attention over the
-cache filled so far (prefill, and decode steps on CPU), and `decode` for one token per row
-with attention over every slot of the cache it is given (a window of the full cache) under a
-mask, so that every shape and address is fixed and the step can be captured as a CUDA graph.
+cache filled so far (prefill chunks), and `decode` for one token per row, each row writing its
+own cache slot and attending over every slot of the window it is given under a mask, so that
+every shape and address is fixed and the step can be captured as a CUDA graph.
 """
 
 from __future__ import annotations
@@ -187,20 +187,21 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.heads != self.kv_heads)
         return out.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)
 
-    def attend_one(
+    def attend_rows(
         self,
         q: torch.Tensor,  # B, 1, heads, D
         k: torch.Tensor,  # B, 1, kv_heads, D
         v: torch.Tensor,
-        additive_mask: torch.Tensor,  # B, 1, 1, capacity (0 = attend, -inf = not)
-        cache_keys: torch.Tensor,  # B, kv_heads, capacity, head_dim
+        additive_mask: torch.Tensor,  # B, 1, 1, window (0 = attend, -inf = not)
+        cache_keys: torch.Tensor,  # B, kv_heads, window, head_dim
         cache_values: torch.Tensor,
-        slot: torch.Tensor,  # [1]: the cache slot of the new token
+        slots: torch.Tensor,  # B long: each row's cache slot for its new token
     ) -> torch.Tensor:
-        """One new token per row into cache slot `slot`, attending over the whole cache under the mask."""
+        """One new token per row into that row's own cache slot, attending over the window under the mask."""
         B = q.shape[0]
-        cache_keys.index_copy_(2, slot, k.transpose(1, 2))
-        cache_values.index_copy_(2, slot, v.transpose(1, 2))
+        index = slots[:, None, None, None].expand(B, self.kv_heads, 1, self.head_dim)
+        cache_keys.scatter_(2, index, k.transpose(1, 2))
+        cache_values.scatter_(2, index, v.transpose(1, 2))
         # Grouped-query attention without repeating the cache: the query heads that share a kv
         # head (h // group) become `group` queries of that head.
         grouped = q.reshape(B, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
@@ -257,10 +258,10 @@ class DecoderLayer(nn.Module):
         return self._output(EAGER_KERNELS, x, attention)
 
     def decode(
-        self, x, cos, signed_sin, additive_mask, cache_keys, cache_values, slot: torch.Tensor, kernels: LayerKernels
+        self, x, cos, signed_sin, additive_mask, cache_keys, cache_values, slots: torch.Tensor, kernels: LayerKernels
     ) -> torch.Tensor:
         q, k, v = self._attention_inputs(kernels, x, cos, signed_sin)
-        attention = self.self_attn.attend_one(q, k, v, additive_mask, cache_keys, cache_values, slot)
+        attention = self.self_attn.attend_rows(q, k, v, additive_mask, cache_keys, cache_values, slots)
         return self._output(kernels, x, attention)
 
 
@@ -319,21 +320,24 @@ class Qwen3Backbone(nn.Module):
     def decode(
         self,
         embeddings: torch.Tensor,  # B, 1, hidden
-        positions: torch.Tensor,  # B, 1
-        key_valid: torch.Tensor,  # B, capacity (True where the slot holds a real token)
-        cache: KVCache,
-        slot: torch.Tensor,  # [1] long: the cache slot of the new token
+        slots: torch.Tensor,  # B long: each row's cache slot for its new token, which is also its position
+        cache: KVCache,  # a window of the cache: every row's tokens so far lie in it, from slot 0
         kernels: LayerKernels = EAGER_KERNELS,
     ) -> torch.Tensor:
-        """One new token per row, attending over the whole cache: shapes depend only on B and capacity."""
+        """One new token per row, attending over the row's own slots 0..slot: shapes depend only on B and the window.
+
+        Each row owns its cache region from slot 0 (no left padding), so a row's keys sit at the
+        same places whatever else is in the batch, and slots after its own are masked out.
+        """
+        positions = slots[:, None]
         cos, signed_sin = self.rotary(positions, embeddings.dtype)
-        # As in `attention_mask`, the new token also sees itself (a finished row's slot is not valid).
-        visible = key_valid.index_fill(1, slot, True)
-        additive_mask = torch.full(visible.shape, float("-inf"), dtype=embeddings.dtype, device=visible.device)
-        additive_mask = additive_mask.masked_fill_(visible, 0.0)[:, None, None]
+        window = cache.capacity
+        visible = torch.arange(window, device=slots.device)[None, :] <= positions  # B, window
+        additive_mask = torch.zeros(visible.shape, dtype=embeddings.dtype, device=visible.device)
+        additive_mask = additive_mask.masked_fill_(~visible, float("-inf"))[:, None, None]
         x = embeddings
         for index, layer in enumerate(self.layers):
-            x = layer.decode(x, cos, signed_sin, additive_mask, cache.keys[index], cache.values[index], slot, kernels)
+            x = layer.decode(x, cos, signed_sin, additive_mask, cache.keys[index], cache.values[index], slots, kernels)
         return self.norm(x)
 
 

@@ -23,6 +23,15 @@ class Logits:
     audio: torch.Tensor  # B, T, n_vq, audio_vocab+1 (the pad class is -inf)
 
 
+@dataclass
+class StepLogits:
+    """One position per row, as the generation engine samples them."""
+
+    slots: torch.Tensor  # B, 2: the generation slot's and the delay slot's text scores
+    text: torch.Tensor | None  # B, text_vocab: the whole text head, when some row may sample free text
+    audio: torch.Tensor  # B, n_vq, audio_vocab+1 (the pad class is -inf)
+
+
 class MossTTSDelayModel(nn.Module):
     def __init__(self, config: MossTTSConfig) -> None:
         super().__init__()
@@ -107,6 +116,18 @@ class MossTTSDelayModel(nn.Module):
         hidden = self.language_model(self.embed(input_ids), positions, mask)
         return self.heads(hidden)
 
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,  # B, T, 1+n_vq
+        positions: torch.Tensor,  # B, T
+        key_valid: torch.Tensor,  # B, capacity (True where the cache slot holds a real token)
+        cache: KVCache,
+        start: int,
+    ) -> torch.Tensor:
+        """Run T new tokens that go into cache slots start..start+T-1; their last hidden states [B, T, hidden]."""
+        mask = attention_mask(key_valid, start, input_ids.shape[1])
+        return self.language_model(self.embed(input_ids), positions, mask, cache, start)
+
     def step(
         self,
         input_ids: torch.Tensor,  # B, T, 1+n_vq
@@ -118,31 +139,39 @@ class MossTTSDelayModel(nn.Module):
         text_ids: torch.Tensor | None = None,
     ) -> Logits:
         """Run T new tokens that go into cache slots start..start+T-1; logits of the last (or all)."""
-        T = input_ids.shape[1]
-        mask = attention_mask(key_valid, start, T)
-        hidden = self.language_model(self.embed(input_ids), positions, mask, cache, start)
+        hidden = self.hidden_states(input_ids, positions, key_valid, cache, start)
         if last_only:
             hidden = hidden[:, -1:]
         return self.heads(hidden, text_ids)
 
-    def decode_step(
+    def step_logits(self, hidden: torch.Tensor, slot_ids: torch.Tensor, full_text: bool) -> StepLogits:
+        """hidden [B, hidden] -> the engine's logits: the two slot scores always (computed the
+        same way on every step, so a row's choice inside audio never depends on whether another
+        row needed the whole text head), the whole text head when asked, every audio head."""
+        slots = hidden @ self.text_head[slot_ids].T
+        text = hidden @ self.text_head.T if full_text else None
+        B, H = hidden.shape
+        audio = (hidden @ self.audio_heads.view(-1, H).T).view(B, *self.audio_heads.shape[:2])
+        audio[..., -1] = float("-inf")
+        return StepLogits(slots=slots, text=text, audio=audio)
+
+    def decode_rows(
         self,
         input_ids: torch.Tensor,  # B, 1, 1+n_vq
-        positions: torch.Tensor,  # B, 1
-        key_valid: torch.Tensor,  # B, capacity
-        cache: KVCache,
-        slot: torch.Tensor,  # [1] long
-        text_ids: torch.Tensor | None = None,
+        slots: torch.Tensor,  # B long: each row's cache slot (and position) for this token
+        cache: KVCache,  # a window holding every row's tokens so far
+        slot_ids: torch.Tensor,  # the two slot token ids
+        full_text: bool,
         kernels: LayerKernels = EAGER_KERNELS,
-    ) -> Logits:
-        """One new token per row into cache slot `slot`, attending over the whole cache under a mask.
+    ) -> StepLogits:
+        """One new token per row into its own cache slot, attending over the row's slots 0..slot.
 
-        The same logits as `step(..., start=slot)`, but every shape and address depends only on
-        the batch and the cache, so a CUDA graph can capture the step and replay it. `kernels`
-        may be the compiled layer halves (`backbone.compiled_layer_kernels()`).
+        Every shape and address depends only on the batch and the window, so a CUDA graph can
+        capture the step and replay it. `kernels` may be the compiled layer halves
+        (`backbone.compiled_layer_kernels()`).
         """
-        hidden = self.language_model.decode(self.embed(input_ids), positions, key_valid, cache, slot, kernels)
-        return self.heads(hidden, text_ids)
+        hidden = self.language_model.decode(self.embed(input_ids), slots, cache, kernels)
+        return self.step_logits(hidden[:, 0], slot_ids, full_text)
 
     def allocate_cache(self, batch: int, capacity: int) -> KVCache:
         return KVCache.allocate(self.config.backbone, batch, capacity, dtype=self.dtype, device=self.device)

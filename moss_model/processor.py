@@ -94,6 +94,10 @@ class SpeechRequest:
 class Prompt:
     ids: torch.Tensor  # T, 1+n_vq
     prefix_frames: int  # frames of continuation audio at the end of ids (0 for plain generation)
+    # Leading ids that do not depend on the text: the chat head through the last reference audio
+    # block (0 without a reference). Prompts with the same voice share them, and the engine
+    # computes and caches their KV once.
+    shared_length: int = 0
 
 
 @dataclass
@@ -154,15 +158,16 @@ class MossTTSProcessor:
             self._check_codes(codes)
         user = f"<|im_start|>user\n{self.user_content(request)}<|im_end|>\n"
         parts = self._ids_with_audio(user, references, assistant=False)
-        if request.prefix_codes is None:
-            parts.append(self._text_rows(self.encode_text("<|im_start|>assistant\n")))
-            return Prompt(torch.cat(parts), prefix_frames=0)
+        # parts alternate text, audio block, text, ...: the shared head ends with the last block.
+        shared_length = sum(int(part.shape[0]) for part in parts[: 2 * len(references)])
         parts.append(self._text_rows(self.encode_text("<|im_start|>assistant\n")))
+        if request.prefix_codes is None:
+            return Prompt(torch.cat(parts), prefix_frames=0, shared_length=shared_length)
         prefix = request.prefix_codes
         block = self._audio_block(prefix, assistant=True)
         # Continuation: keep the block up to its last generation slot (no delay slots, no end).
         parts.append(block[: 1 + prefix.shape[0]])
-        return Prompt(torch.cat(parts), prefix_frames=int(prefix.shape[0]))
+        return Prompt(torch.cat(parts), prefix_frames=int(prefix.shape[0]), shared_length=shared_length)
 
     def _check_codes(self, codes: torch.Tensor) -> None:
         n_vq = self.config.n_vq

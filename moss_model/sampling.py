@@ -131,3 +131,104 @@ def sample(
     noise = gumbel(uniform(keys, channel, ids))
     choice = (values + noise).argmax(dim=-1, keepdim=True)
     return ids.gather(-1, choice).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """The truncation work one channel group needs over a vocabulary, for every row at once.
+
+    Decided on the host from the rows' settings (no device reads): `candidates` is the top-k
+    width shared by the batch (None: the whole vocabulary, sorted when some row uses top-p);
+    rows with a smaller k than the width are cut by rank.
+    """
+
+    sampled: bool  # some row samples (temperature > 0)
+    greedy: bool  # some row is greedy
+    candidates: int | None
+    sort: bool
+    cut_by_rank: bool
+    top_p: bool
+    repetition_penalty: bool
+
+    @classmethod
+    def for_rows(cls, params: list[SamplingParams], vocab: int) -> SamplingPlan:
+        sampled = [p for p in params if not p.greedy]
+        ks = [p.top_k if 0 < p.top_k < vocab else vocab for p in sampled]
+        width = max(ks, default=vocab)
+        top_p = any(p.top_p < 1.0 for p in sampled)
+        return cls(
+            sampled=bool(sampled),
+            greedy=len(sampled) < len(params),
+            candidates=width if width < vocab else None,
+            sort=width >= vocab and top_p,
+            cut_by_rank=any(k < width for k in ks),
+            top_p=top_p,
+            repetition_penalty=any(p.repetition_penalty != 1.0 for p in params),
+        )
+
+
+class RowSamplingParams:
+    """One channel group's settings per row, as device tensors [B] (set when a row is admitted)."""
+
+    def __init__(self, batch: int, device: torch.device) -> None:
+        self.temperature = torch.ones(batch, dtype=torch.float32, device=device)
+        self.top_k = torch.zeros(batch, dtype=torch.long, device=device)
+        self.top_p = torch.ones(batch, dtype=torch.float32, device=device)
+        self.repetition_penalty = torch.ones(batch, dtype=torch.float32, device=device)
+
+    def set(self, row: int, params: SamplingParams) -> None:
+        self.temperature[row] = params.temperature
+        self.top_k[row] = params.top_k
+        self.top_p[row] = params.top_p
+        self.repetition_penalty[row] = params.repetition_penalty
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.temperature, self.top_k, self.top_p, self.repetition_penalty]
+
+
+def apply_row_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """apply_repetition_penalty with a penalty per row (logits [B, ..., V], seen bool like logits, penalty [B])."""
+    penalty = penalty.view(-1, *([1] * (logits.dim() - 1)))
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen & (penalty != 1.0), penalized, logits)
+
+
+def sample_rows(
+    logits: torch.Tensor,  # B, ..., V (float)
+    rows: RowSamplingParams,
+    plan: SamplingPlan,
+    keys: torch.Tensor,  # B, from step_keys
+    channel: torch.Tensor | int,
+) -> torch.Tensor:
+    """`sample` with settings per row: token ids [B, ...]. Every row draws its own numbers, so a
+    row's choice does not depend on the other rows (up to rounding of the top-p mass when rows
+    with different top-k widths share a batch)."""
+    greedy_choice = logits.argmax(dim=-1)
+    if not plan.sampled:
+        return greedy_choice
+    shape = (-1,) + (1,) * (logits.dim() - 1)
+    temperature = rows.temperature.view(shape)
+    scaled = logits.float() / torch.where(temperature > 0, temperature, torch.ones_like(temperature))
+    vocab = scaled.shape[-1]
+    if plan.candidates is not None:
+        values, ids = torch.topk(scaled, plan.candidates, dim=-1)
+    elif plan.sort:
+        values, ids = torch.sort(scaled, dim=-1, descending=True)
+    else:
+        ids = torch.arange(vocab, device=scaled.device).expand_as(scaled)
+        values = scaled
+    if plan.cut_by_rank:
+        rank = torch.arange(values.shape[-1], device=values.device)
+        top_k = rows.top_k.view(shape)
+        values = values.masked_fill((top_k > 0) & (rank >= top_k), float("-inf"))
+    if plan.top_p:
+        top_p = rows.top_p.view(shape)
+        probs = torch.softmax(values, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of the better-ranked candidates
+        values = values.masked_fill((before > top_p) & (top_p < 1.0), float("-inf"))
+    noise = gumbel(uniform(keys, channel, ids))
+    choice = (values + noise).argmax(dim=-1, keepdim=True)
+    sampled = ids.gather(-1, choice).squeeze(-1)
+    if plan.greedy:
+        sampled = torch.where(rows.temperature.view(shape[:-1]) == 0, greedy_choice, sampled)
+    return sampled

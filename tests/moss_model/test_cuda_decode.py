@@ -37,34 +37,34 @@ def test_graph_replays_give_the_rows_of_the_same_step_run_eagerly(cuda_tts, deco
         results = graph.generate(prompts, [5, 6, 7], decoding, 60)
         for ours, expected in zip(results, static):
             assert torch.equal(ours.rows, expected.rows)
-    [decoder] = graph._decoders.values()
-    assert 1 <= len(decoder.graphs) <= 2 and not decoder.capture_failed
-    [sampling] = graph._sampling_graphs.values()  # inside audio, sampling replays a recording too
-    assert list(sampling.graphs) == [decoding] and not sampling.capture_failed
+    [engine] = graph._engines.values()
+    assert engine.decode_graphs.replays and not engine.decode_graphs.capture_failed
+    assert engine.sampling_graphs.replays and not engine.sampling_graphs.capture_failed  # sampling replays too
 
 
-def test_static_decode_step_matches_step_in_bfloat16(tiny_model_dir):
+def test_decode_rows_matches_step_in_bfloat16(tiny_model_dir):
     tts = load_tts(tiny_model_dir, device="cuda", dtype=torch.bfloat16)
     model = tts.model
-    batch = tts.processor.pad_batch([tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS])
-    ids = batch.input_ids.cuda()
-    B, T, _ = ids.shape
+    prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
+    slot_ids = torch.tensor([model.config.audio_assistant_gen_slot_token_id,
+                             model.config.audio_assistant_delay_slot_token_id], device="cuda")
     with torch.inference_mode():
-        logits = {}
-        for mode in ("eager", "static"):
-            cache = model.allocate_cache(B, T + 256)
-            key_valid = torch.zeros(B, T + 256, dtype=torch.bool, device="cuda")
-            key_valid[:, :T] = batch.attention_mask.cuda()
-            key_valid[:, T] = True
-            positions = (key_valid[:, :T].long().cumsum(-1) - 1).clamp(min=0)
-            model.step(ids, positions, key_valid, cache, 0)
-            row, position = ids[:, -1:], positions[:, -1:] + 1
-            if mode == "eager":
-                logits[mode] = model.step(row, position, key_valid, cache, T)
-            else:
-                logits[mode] = model.decode_step(row, position, key_valid, cache, torch.tensor([T], device="cuda"))
-    torch.testing.assert_close(logits["static"].audio, logits["eager"].audio, rtol=0.05, atol=0.05)
-    torch.testing.assert_close(logits["static"].text, logits["eager"].text, rtol=0.05, atol=0.05)
+        for prompt in prompts:
+            ids = prompt.ids.cuda()[None]
+            T = ids.shape[1]
+            logits = {}
+            for mode in ("eager", "static"):
+                cache = model.allocate_cache(1, T + 256)
+                key_valid = torch.ones(1, T + 1, dtype=torch.bool, device="cuda")
+                positions = torch.arange(T, device="cuda")[None]
+                model.hidden_states(ids, positions, key_valid[:, :T], cache, 0)
+                row = ids[:, -1:]
+                if mode == "eager":
+                    logits[mode] = model.step(row, positions[:, -1:] + 1, key_valid, cache, T).audio[:, 0]
+                else:
+                    slots = torch.tensor([T], device="cuda")
+                    logits[mode] = model.decode_rows(row, slots, cache, slot_ids, full_text=True).audio
+            torch.testing.assert_close(logits["static"], logits["eager"], rtol=0.05, atol=0.05)
 
 
 def test_rms_normalize_in_bfloat16_on_cuda_gives_the_float32_result_rounded_once():

@@ -1,32 +1,15 @@
 """The batched engine against a naive one-row loop written from the spec, plus seeds and limits."""
 
-import copy
-
 import pytest
 import torch
 
+from moss_model.engine import Engine
 from moss_model.generation import Generator
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams, SamplingParams, row_keys, sample, step_keys
+from tests.moss_model.conftest import replay_on_cpu
 
 TEXTS = ["Hello there, this is the first request.", "Short.", "A third one, of middling length here."]
-
-
-@pytest.fixture(scope="module")
-def undecided(tiny_model):
-    """The tiny model with random slot scores, so greedy decoding closes audio blocks at varied points."""
-    tts = copy.copy(tiny_model)
-    model = copy.deepcopy(tiny_model.model)
-    c = model.config
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for token in (c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id):
-            model.text_head[token, 1:] = torch.randn(model.text_head.shape[1] - 1, generator=g) * 0.6
-        model.text_head[c.audio_assistant_delay_slot_token_id, 0] = 0.3
-        model.text_head[c.audio_assistant_gen_slot_token_id, 0] = 0.6
-    tts.model = model
-    tts.generator = Generator(model, tiny_model.processor)
-    return tts
 
 
 def naive_generate(model, prompt, seed, decoding, max_steps, max_new_frames):
@@ -219,35 +202,35 @@ def test_bad_arguments(tiny_model):
         SamplingParams(temperature=1.0, top_p=0.0)
 
 
-def replay_on_cpu(step, device, memory_pool=None):
-    """Stands in for CUDA graph capture, which needs a GPU this machine lacks: the 'replay'
-    reruns the recorded step and writes into the outputs of the recording, as a graph does, so
-    an input the decoder failed to route through its buffers shows up as a wrong result."""
-    outputs = step()
-
-    def replay():
-        fresh = step()
-        if isinstance(outputs, torch.Tensor):  # a sampled row
-            outputs.copy_(fresh)
-        else:  # logits
-            outputs.text.copy_(fresh.text)
-            outputs.audio.copy_(fresh.audio)
-
-    return replay, outputs
-
-
 PENALIZED = DecodingParams(audio=SamplingParams(1.0, top_k=25, repetition_penalty=1.3))
+
+
+def graph_engine(tts, capacity, monkeypatch, compile_layers=False):
+    """An engine in graph mode on CPU: the constructor refuses 'graph' without CUDA, and the
+    stand-in for capture serves instead."""
+    from moss_model import decoders
+
+    monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)
+    engine = Engine(tts.model, tts.processor, capacity, max_row_tokens=512, decode_mode="static",
+                    compile_layers=compile_layers)
+    engine.decode_mode = "graph"
+    return engine
+
+
+def run_engine(engine, prompts, seeds, decoding, max_new_frames):
+    ids = [engine.submit(p, s, decoding, max_new_frames) for p, s in zip(prompts, seeds)]
+    results = {f.request_id: f.result for f in engine.run()}
+    return [results[i] for i in ids]
 
 
 @pytest.mark.parametrize(
     "decoding", [DecodingParams.greedy(), DecodingParams(), PENALIZED], ids=["greedy", "sampled", "penalized"]
 )
 def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypatch):
-    """Graph mode records both the decode step and, inside audio, the sampling step (whose
-    recording runs the step and must leave the row state as it found it)."""
+    """Graph mode records both the decode step (per window and text-head variant) and the
+    sampling step (whose recording runs the step and must leave the row state as it found it)."""
     from moss_model import decoders
 
-    monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)
     monkeypatch.setattr(decoders, "WINDOW_QUANTUM", 16)  # small windows: the rows cross several
     tts = undecided
     prompts = [tts.processor.build_prompt(SpeechRequest(text=t)) for t in TEXTS]
@@ -255,41 +238,36 @@ def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypa
     prompts.append(tts.processor.build_prompt(SpeechRequest(text=" and on.", prefix_codes=prefix, prefix_text="Before")))
     seeds = [5, 6, 7, 8]
     eager = Generator(tts.model, tts.processor, decode_mode="eager").generate(prompts, seeds, decoding, 40)
-    for mode in ("static", "graph"):
-        generator = Generator(tts.model, tts.processor, decode_mode="static")
-        generator.decode_mode = mode  # 'graph' on a CPU model: the constructor refuses, the stand-in above serves
-        for _ in range(2):  # the second call reuses the decoder (its cache holding the first call's keys) and its state buffers
-            results = generator.generate(prompts, seeds, decoding, 40)
-            for ours, expected in zip(results, eager):
-                assert torch.equal(ours.rows, expected.rows), mode
-        assert list(generator._decoders) == [4]
-        if mode == "graph":
-            [decoder] = generator._decoders.values()
-            windows = {window for window, _ in decoder.graphs}
-            variants = {variant for _, variant in decoder.graphs}
-            assert len(variants) == 2  # the full text head, and the two slots only
-            assert len(windows) >= 3 and all(w % 16 == 0 for w in windows)  # one per 16 slots reached
-            [sampling] = generator._sampling_graphs.values()
-            assert list(sampling.graphs) == [decoding] and not sampling.capture_failed
+    static = Generator(tts.model, tts.processor, decode_mode="static")
+    for _ in range(2):  # the second call reuses the engine (its cache holding the first call's keys)
+        for ours, expected in zip(static.generate(prompts, seeds, decoding, 40), eager):
+            assert torch.equal(ours.rows, expected.rows)
+    assert list(static._engines) == [4]
+    engine = graph_engine(tts, 4, monkeypatch)
+    for _ in range(2):  # the second run replays the recordings of the first, state buffers reloaded
+        for ours, expected in zip(run_engine(engine, prompts, seeds, decoding, 40), eager):
+            assert torch.equal(ours.rows, expected.rows)
+    windows = {window for window, _ in engine.decode_graphs.replays}
+    variants = {full_text for _, full_text in engine.decode_graphs.replays}
+    assert variants == {True, False}  # the whole text head, and the two slots only
+    assert len(windows) >= 3 and all(w % 16 == 0 for w in windows)  # one per 16 slots reached
+    assert engine.sampling_graphs.replays and not engine.sampling_graphs.capture_failed
 
 
-def test_fixed_shape_decoders_are_kept_by_batch_size_and_grow(tiny_model):
-    from moss_model.decoders import WINDOW_QUANTUM
-
+def test_engines_are_kept_by_batch_size_and_grow(tiny_model):
     generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static")
     short = tiny_model.processor.build_prompt(SpeechRequest(text="One."))
     greedy = DecodingParams.greedy()
     generator.generate([short], [1], greedy, max_new_frames=10)
-    first = generator._decoders[1]
-    assert first.capacity % WINDOW_QUANTUM == 0
+    first = generator._engines[1]
     generator.generate([short], [2], greedy, max_new_frames=12)
-    assert generator._decoders[1] is first  # it had room: reused
+    assert generator._engines[1] is first  # it had room: reused
     generator.generate([short, short], [1, 2], greedy, max_new_frames=10)
-    generator.generate([short], [1], greedy, max_new_frames=first.capacity)  # needs more room
-    assert list(generator._decoders) == [2, 1]  # most recently used last
-    assert generator._decoders[1].capacity > first.capacity
+    generator.generate([short], [1], greedy, max_new_frames=first.max_row_tokens)  # needs longer rows
+    assert list(generator._engines) == [2, 1]  # most recently used last
+    assert generator._engines[1].max_row_tokens > first.max_row_tokens
     generator.generate([short] * 3, [1, 2, 3], greedy, max_new_frames=10)
-    assert list(generator._decoders) == [1, 3]  # at most two kept: batch size 2 was dropped
+    assert list(generator._engines) == [1, 3]  # at most two kept: batch size 2 was dropped
 
 
 def test_decode_mode_errors(tiny_model):
@@ -335,35 +313,29 @@ def test_a_failed_graph_capture_falls_back_to_the_fixed_shape_step(tiny_model, m
         step()  # after the warm-up runs, as a real capture fails
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(decoders, "capture_cuda_graph", capture_fails)
     prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Fallback."))
     [expected] = tiny_model.generator.generate([prompt], [3], max_new_frames=30)
-    generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static")
-    generator.decode_mode = "graph"  # the constructor refuses 'graph' on CPU
-    with pytest.warns(RuntimeWarning, match="CUDA graph capture.*failed"):
-        [result] = generator.generate([prompt], [3], max_new_frames=30)
+    engine = graph_engine(tiny_model, 1, monkeypatch)
+    monkeypatch.setattr(decoders, "capture_cuda_graph", capture_fails)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the .* failed"):
+        [result] = run_engine(engine, [prompt], [3], DecodingParams(), 30)
     assert torch.equal(result.rows, expected.rows)
-    [decoder] = generator._decoders.values()
-    assert decoder.capture_failed and not decoder.graphs
-    [sampling] = generator._sampling_graphs.values()
-    assert sampling.capture_failed and not sampling.graphs
+    for graphs in (engine.decode_graphs, engine.sampling_graphs):
+        assert graphs.capture_failed and not graphs.replays
 
 
 def test_a_failing_layer_compile_falls_back_to_the_plain_step(tiny_model, monkeypatch):
-    from moss_model import decoders
+    from moss_model import engine as engine_module
     from moss_model.backbone import EAGER_KERNELS, LayerKernels
 
     def compile_error(*args):  # stands in for a torch.compile failure (its errors are RuntimeErrors)
         raise RuntimeError("backend compiler failed")
 
-    monkeypatch.setattr(decoders, "compiled_layer_kernels", lambda: LayerKernels(compile_error, compile_error))
-    monkeypatch.setattr(decoders, "capture_cuda_graph", replay_on_cpu)  # runs the step, as capture's warm-up does
+    monkeypatch.setattr(engine_module, "compiled_layer_kernels", lambda: LayerKernels(compile_error, compile_error))
     prompt = tiny_model.processor.build_prompt(SpeechRequest(text="Fallback."))
     [expected] = tiny_model.generator.generate([prompt], [3], max_new_frames=30)
-    generator = Generator(tiny_model.model, tiny_model.processor, decode_mode="static", compile_layers=True)
-    generator.decode_mode = "graph"  # the constructor refuses 'graph' on CPU
-    with pytest.warns(RuntimeWarning, match="without graphs or compiled layers"):
-        [result] = generator.generate([prompt], [3], max_new_frames=30)
+    engine = graph_engine(tiny_model, 1, monkeypatch, compile_layers=True)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the decode step failed"):
+        [result] = run_engine(engine, [prompt], [3], DecodingParams(), 30)
     assert torch.equal(result.rows, expected.rows)
-    [decoder] = generator._decoders.values()
-    assert decoder.capture_failed and decoder.kernels is EAGER_KERNELS
+    assert engine.decode_graphs.capture_failed and engine.kernels is EAGER_KERNELS

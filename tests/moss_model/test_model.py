@@ -103,34 +103,34 @@ def test_left_padding_does_not_change_a_row(tiny_model):
     torch.testing.assert_close(together.text[1, -1], alone.text[0, -1], rtol=1e-4, atol=1e-4)
 
 
-def test_static_decode_step_equals_full_forward(tiny_model):
-    """decode_step attends over the whole cache under a mask (the CUDA-graph path): slots not yet
-    written hold garbage, and only the mask keeps them out."""
-    model = tiny_model.model
-    batch, extra, full = _prompts_then_random_tokens(tiny_model, seed=4)
-    T = batch.input_ids.shape[1]
-    capacity = T + 6 + 25
+def test_decode_rows_equals_full_forward(tiny_model):
+    """decode_rows writes each row's token into its own slot and attends over the whole window
+    under a mask (the CUDA-graph path): slots not yet written hold garbage, and only the mask
+    keeps them out. Rows have different lengths and sit in their own regions from slot 0."""
+    model, processor = tiny_model.model, tiny_model.processor
+    prompts = [processor.build_prompt(SpeechRequest(text=t)) for t in ("A longer sentence than the other.", "Hi.")]
+    extra = _random_ids(model, 2, 6, seed=4)
+    slot_ids = torch.tensor([model.config.audio_assistant_gen_slot_token_id, model.config.audio_assistant_delay_slot_token_id])
+    lengths = [p.ids.shape[0] for p in prompts]
+    window = max(lengths) + 6 + 25
     with torch.no_grad():
-        cache = model.allocate_cache(2, capacity)
+        cache = model.allocate_cache(2, window)
         cache.keys.normal_(0, 30.0)
         cache.values.normal_(0, 30.0)
-        key_valid = torch.zeros(2, capacity, dtype=torch.bool)
-        key_valid[:, :T] = batch.attention_mask
-        positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        model.step(batch.input_ids, positions, key_valid, cache, 0)
-        next_position = positions[:, -1] + 1
+        for row, prompt in enumerate(prompts):
+            T = prompt.ids.shape[0]
+            region = type(cache)(cache.keys[:, row : row + 1], cache.values[:, row : row + 1])
+            model.hidden_states(prompt.ids[None], torch.arange(T)[None], torch.ones(1, T, dtype=torch.bool), region, 0)
         for i in range(6):
-            key_valid[:, T + i] = True
-            slot = torch.tensor([T + i])
-            step = model.decode_step(extra[:, i : i + 1], next_position[:, None], key_valid, cache, slot)
-            next_position += 1
-            torch.testing.assert_close(step.text[:, 0], full.text[:, T + i], rtol=1e-4, atol=1e-4)
-            torch.testing.assert_close(step.audio[:, 0], full.audio[:, T + i], rtol=1e-4, atol=1e-4)
-        # A finished row's slot is not valid; its query still sees itself, so nothing turns NaN.
-        key_valid[1, T + 6] = False
-        step = model.decode_step(extra[:, :1], next_position[:, None], key_valid, cache, torch.tensor([T + 6]))
-        assert torch.isfinite(step.text).all()
-        assert torch.isfinite(step.audio[..., :-1]).all()
+            slots = torch.tensor(lengths) + i
+            step = model.decode_rows(extra[:, i : i + 1], slots, cache, slot_ids, full_text=True)
+            for row, prompt in enumerate(prompts):
+                full = model(torch.cat([prompt.ids, extra[row, : i + 1]])[None])
+                torch.testing.assert_close(step.text[row], full.text[0, -1], rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(step.slots[row], full.text[0, -1, slot_ids], rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(step.audio[row], full.audio[0, -1], rtol=1e-4, atol=1e-4)
+        only_slots = model.decode_rows(extra[:, :1], slots + 1, cache, slot_ids, full_text=False)
+        assert only_slots.text is None and torch.isfinite(only_slots.slots).all()
 
 
 def test_rms_normalize_in_bfloat16_gives_the_float32_result_rounded_once():

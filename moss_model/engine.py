@@ -1,0 +1,648 @@
+"""The continuous-batching engine: a fixed pool of row slots that requests join and leave at any step.
+
+Each slot owns a region of the KV cache (from slot 0, no padding), a position, the state
+machine of the text channel, a seed, a frame limit and decoding settings. `submit` queues a
+request; `step` admits queued requests into free slots (prefill), samples one row for every
+slot, hands back each request the moment it ends, and runs one decode step for the whole pool.
+Inactive slots are computed and ignored, so the decode step's shapes never change with
+occupancy: on CUDA its graphs are recorded once per attention window.
+
+The text channel of each row follows the state machine of the released model (see the spec):
+
+  outside audio  -> sample text (pad, slots and <|audio_end|> forbidden); <|audio_start|> enters audio
+  inside audio   -> sample only the generation slot or the delay slot
+  delay slot     -> n_vq-1 forced delay slots, then a forced <|audio_end|>, then text again
+  <|im_end|>     -> the row stops
+
+Codebook k is sampled from k+1 steps after <|audio_start|> until k steps after the delay slot.
+
+A row's frames never depend on the schedule. Everything a row computes has a shape fixed by
+the engine (its prompt is prefilled alone, in chunks of `prefill_chunk` tokens aligned to its
+start and to the end of its shared head; its decode row is one of `capacity`), its random
+numbers come from its own seed and step, its limits are its own, and attention sees only its
+own region. A row is therefore bit-identical whatever else shares the pool and whenever it was
+admitted; on CPU also whatever the capacity (tested), on CUDA for one capacity (the GEMM
+kernel may change with the batch size).
+
+The host reads the device only at checks: when some row may have sampled free text (only then
+can it stop), when a row reaches its step limit, and at most every `check_every` steps. Between
+checks it knows which steps need the whole text head from the state machine: a row inside audio
+cannot sample free text for n_vq+1 steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from moss_model.backbone import EAGER_KERNELS, compiled_layer_kernels
+from moss_model.decoders import StepGraphs, resolve_compile_layers, resolve_decode_mode, round_to_window
+from moss_model.model import MossTTSDelayModel, StepLogits
+from moss_model.processor import MossTTSProcessor, Prompt
+from moss_model.sampling import (
+    DecodingParams,
+    RowSamplingParams,
+    SamplingPlan,
+    apply_row_repetition_penalty,
+    row_keys,
+    sample_rows,
+    step_keys,
+)
+
+NOT_DELAYING = -1
+TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
+PREFILL_CHUNK = 128  # prompt tokens per prefill forward
+DEFAULT_MAX_ROW_TOKENS = 2048  # KV slots per row: prompt + generated rows
+DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
+CPU_MEMORY_BUDGET = 2 << 30  # bytes for the pool on CPU when neither capacity nor budget is given
+CUDA_MEMORY_FRACTION = 0.8  # of the free device memory, when neither is given
+NEVER = 1 << 40
+
+
+@dataclass
+class RowResult:
+    """What one request produced."""
+
+    frames: torch.Tensor  # F, n_vq: the new audio (continuation prefix excluded)
+    audio_runs: list[torch.Tensor]  # every run of audio the row produced (frames is the first)
+    rows: torch.Tensor  # G, 1+n_vq: the generated rows, through the stop
+    finished: bool  # ended with <|im_end|>
+    hit_frame_limit: bool  # audio was closed by max_new_frames
+
+
+@dataclass
+class Finished:
+    request_id: int
+    result: RowResult
+
+
+@dataclass
+class EngineStats:
+    steps: int = 0  # pool steps (one sampled row per slot, one decode)
+    row_steps: int = 0  # steps x capacity
+    useful_row_steps: int = 0  # row-steps of admitted rows that had not yet ended
+    prefill_tokens: int = 0  # prompt tokens computed
+    prefix_cache_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    admissions: int = 0
+    host_checks: int = 0  # times the host waited to read row states
+    prefill_seconds: float = 0.0
+    step_seconds: float = 0.0  # sampling and decoding (the host does not wait per step, so on
+    #                            CUDA this is launch time until the next check)
+
+    @property
+    def useful_fraction(self) -> float:
+        return self.useful_row_steps / self.row_steps if self.row_steps else 0.0
+
+    @property
+    def prefix_cache_saved_fraction(self) -> float:
+        total = self.prefill_tokens + self.prefix_cache_tokens
+        return self.prefix_cache_tokens / total if total else 0.0
+
+
+@dataclass
+class _Request:
+    id: int
+    prompt: Prompt
+    seed: int
+    decoding: DecodingParams
+    max_new_frames: int
+    step_limit: int  # rows a request may generate: its frames, the delay tail and some text
+
+
+@dataclass
+class _Row:
+    """The host's view of an occupied slot."""
+
+    request: _Request
+    admitted_at: int  # the pool step of its first sampled row
+    prompt_length: int
+
+
+@dataclass
+class _PrefixEntry:
+    keys: torch.Tensor  # layers, kv_heads, L, head_dim
+    values: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self.keys.numel() * self.keys.element_size()
+
+
+@dataclass
+class PrefixCache:
+    """KV of shared prompt heads (chat head + voice reference), keyed by their ids, least recently used out."""
+
+    max_bytes: int
+    entries: OrderedDict[str, _PrefixEntry] = field(default_factory=OrderedDict)
+
+    @staticmethod
+    def key(ids: torch.Tensor) -> str:
+        return hashlib.sha256(ids.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+
+    def get(self, key: str) -> _PrefixEntry | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: _PrefixEntry) -> None:
+        if entry.nbytes > self.max_bytes:
+            return
+        self.entries[key] = entry
+        while sum(e.nbytes for e in self.entries.values()) > self.max_bytes:
+            self.entries.popitem(last=False)
+
+
+def prefill_end(prompt: Prompt, prefill_chunk: int) -> int:
+    """One past the last KV slot the chunked prefill writes (chunks are padded to full length):
+    chunks aligned to 0 over the shared head, then to its end over the rest."""
+    shared, rest = prompt.shared_length, prompt.ids.shape[0] - prompt.shared_length
+    return max(math.ceil(shared / prefill_chunk) * prefill_chunk, shared + math.ceil(rest / prefill_chunk) * prefill_chunk)
+
+
+def step_limit(max_new_frames: int, n_vq: int) -> int:
+    """Rows a request may generate: its frames, the delay tail and some text around them."""
+    return max_new_frames + n_vq + 2 * TEXT_STEPS_ALLOWANCE
+
+
+def request_tokens(prompt: Prompt, max_new_frames: int, n_vq: int, prefill_chunk: int = PREFILL_CHUNK) -> int:
+    """KV slots a request needs in its row."""
+    return max(prefill_end(prompt, prefill_chunk), prompt.ids.shape[0] + step_limit(max_new_frames, n_vq))
+
+
+def kv_bytes_per_token(model: MossTTSDelayModel) -> int:
+    b = model.config.backbone
+    return 2 * b.num_hidden_layers * b.num_key_value_heads * b.head_dim * model.dtype.itemsize
+
+
+def row_bytes(model: MossTTSDelayModel, max_row_tokens: int) -> int:
+    """Device memory one slot holds: its KV region, its output rows, its logits and seen codes."""
+    c = model.config
+    logits = (2 + c.backbone.vocab_size + c.n_vq * (c.audio_vocab_size + 1)) * model.dtype.itemsize
+    working = 4 * (c.backbone.vocab_size + c.n_vq * (c.audio_vocab_size + 1)) * 4  # float32 copies while sampling
+    seen = c.n_vq * (c.audio_vocab_size + 1)
+    out = (max_row_tokens + 1) * (1 + c.n_vq) * 8
+    return kv_bytes_per_token(model) * max_row_tokens + logits + working + seen + out
+
+
+def capacity_for_memory(model: MossTTSDelayModel, max_row_tokens: int, budget_bytes: int) -> int:
+    """How many slots of `max_row_tokens` fit in `budget_bytes` (at least one)."""
+    return max(1, budget_bytes // row_bytes(model, max_row_tokens))
+
+
+def default_memory_budget(model: MossTTSDelayModel, prefix_cache_bytes: int) -> int:
+    if model.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(model.device)
+        return int(free * CUDA_MEMORY_FRACTION) - prefix_cache_bytes
+    return CPU_MEMORY_BUDGET
+
+
+class Engine:
+    """A pool of `capacity` row slots of `max_row_tokens` KV slots each.
+
+    capacity: given, or from `memory_budget_bytes` (default: 80% of the free CUDA memory, or
+    2 GiB on CPU). decode_mode / compile_layers: see `moss_model.decoders`. prefill_chunk:
+    prompt tokens per prefill forward. prefix_cache_bytes: room for the KV of shared prompt
+    heads. check_every: the fewest steps between two reads of the row states (1 retires rows
+    at once; more saves host waits at the cost of slots idling until the next check).
+    admit_tokens_per_step: prompt tokens prefilled per step while other rows decode, so that
+    admissions never stall the pool for long (an empty pool admits without limit).
+    """
+
+    def __init__(
+        self,
+        model: MossTTSDelayModel,
+        processor: MossTTSProcessor,
+        capacity: int | None = None,
+        *,
+        max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+        memory_budget_bytes: int | None = None,
+        decode_mode: str = "auto",
+        compile_layers: bool | None = None,
+        prefill_chunk: int = PREFILL_CHUNK,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+        check_every: int = 1,
+        admit_tokens_per_step: int = 4 * PREFILL_CHUNK,
+    ) -> None:
+        if max_row_tokens < 1 or prefill_chunk < 1 or check_every < 1 or admit_tokens_per_step < 1:
+            raise ValueError("max_row_tokens, prefill_chunk, check_every and admit_tokens_per_step must be at least 1")
+        self.model = model
+        self.processor = processor
+        c = self.config = model.config
+        device = self.device = model.device
+        self.decode_mode = resolve_decode_mode(decode_mode, device, bool(compile_layers))
+        self.compile_layers = resolve_compile_layers(compile_layers, self.decode_mode)
+        self.kernels = compiled_layer_kernels() if self.compile_layers else EAGER_KERNELS
+        self.max_row_tokens = round_to_window(max_row_tokens)
+        if capacity is None:
+            budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(model, prefix_cache_bytes)
+            capacity = capacity_for_memory(model, self.max_row_tokens, budget)
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.prefill_chunk = prefill_chunk
+        self.check_every = check_every
+        self.admit_tokens_per_step = admit_tokens_per_step
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.stats = EngineStats()
+        self.n_vq = c.n_vq
+        B, C = capacity, 1 + c.n_vq
+
+        self.cache = model.allocate_cache(B, self.max_row_tokens)
+        self.codebooks = torch.arange(c.n_vq, device=device)
+        self.slot_ids = torch.tensor([c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id], device=device)
+        self.free_text_forbidden = torch.tensor(
+            [c.pad_token_id, c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id, c.audio_end_token_id],
+            device=device,
+        )
+        # Per-slot state, updated in place (recorded steps read and write the same buffers).
+        long = dict(dtype=torch.long, device=device)
+        flag = dict(dtype=torch.bool, device=device)
+        self.active = torch.zeros(B, **flag)
+        self.stopped = torch.zeros(B, **flag)
+        self.in_audio = torch.zeros(B, **flag)
+        self.audio_len = torch.zeros(B, **long)  # rows since <|audio_start|>, counting it
+        self.delay = torch.full((B,), NOT_DELAYING, **long)
+        self.new_frames = torch.zeros(B, **long)
+        self.forced_close = torch.zeros(B, **flag)
+        self.max_new_frames = torch.zeros(B, **long)
+        self.step_limit = torch.zeros(B, **long)
+        self.row_step = torch.zeros(B, **long)  # rows sampled so far
+        self.prompt_length = torch.zeros(B, **long)
+        self.keys = torch.zeros(B, **long)
+        self.useful = torch.zeros((), **long)
+        self.text_params = RowSamplingParams(B, device)
+        self.audio_params = RowSamplingParams(B, device)
+        self.seen: torch.Tensor | None = None  # B, n_vq, audio_vocab+1: allocated for the first penalized row
+        # The step's inputs and outputs.
+        self.slots = torch.zeros(B, **long)  # each row's cache slot for its next token (= its position)
+        self.last_row = torch.zeros(B, 1, C, **long)
+        self.out = torch.zeros(B, self.max_row_tokens + 1, C, **long)  # generated rows; the last column is scratch
+        V, A = c.backbone.vocab_size, c.audio_vocab_size + 1
+        self.logits = StepLogits(
+            slots=torch.zeros(B, 2, dtype=model.dtype, device=device),
+            text=torch.zeros(B, V, dtype=model.dtype, device=device),
+            audio=torch.zeros(B, c.n_vq, A, dtype=model.dtype, device=device),
+        )
+        self.decode_graphs = StepGraphs(device, "decode step", on_failure=self._drop_compiled_kernels)
+        self.sampling_graphs = StepGraphs(device, "sampling step")
+
+        # Host side.
+        self._queue: deque[_Request] = deque()
+        self._rows: dict[int, _Row] = {}  # slot -> row
+        self._free: list[int] = list(range(B - 1, -1, -1))  # popped from the end: lowest slot first
+        self._next_id = 0
+        self._step = 0  # the next pool step
+        self._check_at = NEVER  # check after sampling at this step
+        self._last_check = -1
+        self._free_text_from = NEVER  # the first step at which some row may sample free text
+        # Per slot, for the host's arithmetic without a loop over rows (+-NEVER when free):
+        self._limit_step = np.full(B, NEVER, dtype=np.int64)  # the step at which the row reaches its step limit
+        self._end_offset = np.full(B, -NEVER, dtype=np.int64)  # prompt_length - admitted_at: the row's slot is this + step
+        self._plans: tuple[SamplingPlan, SamplingPlan, SamplingPlan] | None = None
+
+    # ---------------------------------------------------------------- requests
+
+    def submit(
+        self, prompt: Prompt, seed: int, decoding: DecodingParams = DecodingParams(), max_new_frames: int = 1500
+    ) -> int:
+        """Queue a request; its id comes back with its result."""
+        if max_new_frames < 1:
+            raise ValueError(f"max_new_frames must be at least 1, got {max_new_frames}")
+        limit = step_limit(max_new_frames, self.n_vq)
+        needed = request_tokens(prompt, max_new_frames, self.n_vq, self.prefill_chunk)
+        if needed > self.max_row_tokens:
+            raise ValueError(
+                f"the request needs {needed} KV slots (a prompt of {prompt.ids.shape[0]} tokens, prefilled in chunks of "
+                f"{self.prefill_chunk}, and up to {limit} generated rows for max_new_frames={max_new_frames}), "
+                f"but this engine's rows hold {self.max_row_tokens}: build the Engine with max_row_tokens >= {needed}, "
+                "or shorten the prompt or max_new_frames"
+            )
+        request = _Request(self._next_id, prompt, int(seed), decoding, max_new_frames, limit)
+        self._next_id += 1
+        self._queue.append(request)
+        return request.id
+
+    @property
+    def busy(self) -> bool:
+        """Requests are queued or in the pool."""
+        return bool(self._queue or self._rows)
+
+    @property
+    def occupancy(self) -> int:
+        return len(self._rows)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def run(self) -> Iterator[Finished]:
+        """Step until every submitted request has ended, yielding each as it ends."""
+        while self.busy:
+            yield from self.step()
+
+    @torch.inference_mode()
+    def step(self) -> list[Finished]:
+        """Admit what fits, sample one row per slot, retire rows that ended, decode the next step."""
+        self._admit()
+        if not self._rows:
+            return []
+        started = time.perf_counter()
+        step = self._step
+        self._sample(full_text=step >= self._free_text_from)
+        self._step += 1
+        self.stats.steps += 1
+        self.stats.row_steps += self.capacity
+        finished = self._check(step) if step >= self._check_at else []
+        if self._rows:
+            self._decode(full_text=step + 1 >= self._free_text_from)
+        self.stats.step_seconds += time.perf_counter() - started
+        return finished
+
+    # ---------------------------------------------------------------- admission
+
+    def _admit(self) -> None:
+        budget = self.admit_tokens_per_step if self._rows else NEVER
+        while self._queue and self._free and budget > 0:
+            request = self._queue.popleft()
+            slot = self._free.pop()
+            started = time.perf_counter()
+            budget -= self._prefill(slot, request)
+            self.stats.prefill_seconds += time.perf_counter() - started
+            self._start_row(slot, request)
+
+    def _prefill(self, slot: int, request: _Request) -> int:
+        """Write the prompt's KV into the slot's region and its last logits into the slot's row; tokens computed."""
+        model = self.model
+        ids = request.prompt.ids.to(self.device)
+        T = ids.shape[0]
+        L = request.prompt.shared_length
+        keys = self.cache.keys[:, slot : slot + 1]
+        values = self.cache.values[:, slot : slot + 1]
+        region = type(self.cache)(keys, values)
+        computed = 0
+        if L:
+            key = PrefixCache.key(request.prompt.ids[:L])
+            entry = self.prefix_cache.get(key)
+            if entry is None:
+                self._prefill_chunks(region, ids, 0, L)
+                computed += L
+                self.prefix_cache.put(key, _PrefixEntry(keys[:, 0, :, :L].clone(), values[:, 0, :, :L].clone()))
+            else:
+                keys[:, 0, :, :L] = entry.keys
+                values[:, 0, :, :L] = entry.values
+                self.stats.prefix_cache_tokens += L
+        hidden = self._prefill_chunks(region, ids, L, T)
+        computed += T - L
+        self.stats.prefill_tokens += computed
+        logits = model.step_logits(hidden[None], self.slot_ids, full_text=True)
+        self.logits.slots[slot] = logits.slots[0]
+        self.logits.text[slot] = logits.text[0]
+        self.logits.audio[slot] = logits.audio[0]
+        return computed
+
+    def _prefill_chunks(self, region, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Prompt tokens start..end-1 in chunks of fixed length aligned to `start`; the last token's hidden state.
+
+        Every chunk has the same shape (the last is padded), so the KV a prompt leaves does
+        not depend on anything but the prompt.
+        """
+        c, chunk = self.config, self.prefill_chunk
+        hidden = None
+        for first in range(start, end, chunk):
+            real = min(chunk, end - first)
+            rows = torch.full((1, chunk, 1 + c.n_vq), c.audio_pad_code, dtype=torch.long, device=self.device)
+            rows[..., 0] = c.pad_token_id
+            rows[0, :real] = ids[first : first + real]
+            positions = torch.arange(first, first + chunk, device=self.device)[None]
+            key_valid = torch.zeros(1, first + chunk, dtype=torch.bool, device=self.device)
+            key_valid[:, : first + real] = True
+            out = self.model.hidden_states(rows, positions, key_valid, region.window(first + chunk), first)
+            hidden = out[0, real - 1]
+        return hidden
+
+    def _start_row(self, slot: int, request: _Request) -> None:
+        c = self.config
+        prompt = request.prompt
+        ids = prompt.ids
+        T = ids.shape[0]
+        text = ids[:, 0]
+        continuing = int(text[-1]) in (c.audio_start_token_id, c.audio_assistant_gen_slot_token_id)
+        starts = torch.nonzero(text == c.audio_start_token_id)
+        in_audio = continuing and starts.numel() > 0
+        audio_len = T - int(starts[-1]) if in_audio else 0
+        for tensor, value in (
+            (self.active, True), (self.stopped, False), (self.in_audio, in_audio), (self.audio_len, audio_len),
+            (self.delay, NOT_DELAYING), (self.new_frames, 0), (self.forced_close, False),
+            (self.max_new_frames, request.max_new_frames), (self.step_limit, request.step_limit), (self.row_step, 0),
+            (self.prompt_length, T), (self.slots, T),
+        ):
+            tensor[slot] = value
+        self.keys[slot] = row_keys(torch.tensor([request.seed], dtype=torch.long))[0]
+        self.text_params.set(slot, request.decoding.text)
+        self.audio_params.set(slot, request.decoding.audio)
+        if request.decoding.audio.repetition_penalty != 1.0 or self.seen is not None:
+            self._load_seen(slot, ids)
+        step = self._step
+        self._rows[slot] = _Row(request, admitted_at=step, prompt_length=T)
+        self._plans = None
+        self._limit_step[slot] = step + request.step_limit - 1
+        self._end_offset[slot] = T - step
+        self.stats.admissions += 1
+        # A row outside audio may sample free text from its first step (which reads the prefill's
+        # whole text head); one inside audio only after a delay slot and n_vq forced steps.
+        self._free_text_from = min(self._free_text_from, step if not in_audio else step + self.n_vq + 1)
+        self._schedule_check()
+
+    def _load_seen(self, slot: int, ids: torch.Tensor) -> None:
+        """The codes the row's history holds (for the repetition penalty)."""
+        c = self.config
+        if self.seen is None:
+            self.seen = torch.zeros(self.capacity, c.n_vq, c.audio_vocab_size + 1, dtype=torch.bool, device=self.device)
+        row = torch.zeros(c.n_vq, c.audio_vocab_size + 1, dtype=torch.bool)
+        row.scatter_(1, ids[:, 1:].T.contiguous(), True)
+        row[:, c.audio_pad_code] = False
+        self.seen[slot] = row.to(self.device)
+
+    # ---------------------------------------------------------------- the step
+
+    def _current_plans(self) -> tuple[SamplingPlan, SamplingPlan, SamplingPlan]:
+        """Sampling plans of the rows in the pool: the two slots, free text, audio."""
+        if self._plans is None:
+            decodings = [row.request.decoding for row in self._rows.values()]
+            text = [d.text for d in decodings]
+            audio = [d.audio for d in decodings]
+            self._plans = (
+                SamplingPlan.for_rows(text, len(self.slot_ids)),
+                SamplingPlan.for_rows(text, self.config.backbone.vocab_size),
+                SamplingPlan.for_rows(audio, self.config.audio_vocab_size + 1),
+            )
+        return self._plans
+
+    def _sample(self, full_text: bool) -> None:
+        plans = self._current_plans()
+        step = lambda: self._sample_rows(full_text, *plans)  # noqa: E731
+        if self.decode_mode == "graph":
+            self.sampling_graphs.run((full_text, plans, self.seen is not None), step, self._sampling_mutable)
+        else:
+            step()
+
+    def _sampling_mutable(self) -> list[torch.Tensor]:
+        tensors = [self.stopped, self.in_audio, self.audio_len, self.delay, self.new_frames, self.forced_close,
+                   self.row_step, self.useful, self.slots, self.last_row, self.out]
+        return tensors + ([self.seen] if self.seen is not None else [])
+
+    def _sample_rows(
+        self, full_text: bool, slot_plan: SamplingPlan, text_plan: SamplingPlan, audio_plan: SamplingPlan
+    ) -> None:
+        """Sample one row [B, 1+n_vq] for every slot from self.logits and advance the state machine in place.
+
+        full_text: self.logits.text holds this step's whole text head (the host guarantees it
+        whenever some row may sample free text).
+        """
+        c = self.config
+        keys = step_keys(self.keys, self.row_step)
+        first = self.row_step == 0
+        live = self.active & ~self.stopped & (self.row_step < self.step_limit)
+
+        delaying = self.delay >= 1
+        forced_delay = ~self.stopped & delaying & (self.delay < self.n_vq)
+        forced_end = ~self.stopped & (self.delay == self.n_vq)
+        in_audio = self.in_audio & ~forced_end
+        samples_text = ~self.stopped & ~delaying
+
+        if full_text:
+            # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
+            text_logits = self.logits.text.float()
+            text_logits.index_fill_(1, self.free_text_forbidden, float("-inf"))
+            early = self.row_step <= self.n_vq
+            text_logits[:, c.im_end_token_id] = text_logits[:, c.im_end_token_id].masked_fill(early, float("-inf"))
+            free_text = sample_rows(text_logits, self.text_params, text_plan, keys, 0)
+        else:
+            free_text = torch.full_like(self.delay, c.pad_token_id)  # no row samples free text now
+        # Inside audio: only the generation slot or the delay slot.
+        slot_logits = self.logits.slots.float()
+        slot_logits[:, 1] = slot_logits[:, 1].masked_fill(first, float("-inf"))
+        frame_full = self.new_frames >= self.max_new_frames - 1
+        slot_logits[:, 0] = slot_logits[:, 0].masked_fill(frame_full, float("-inf"))
+        slot_choice = self.slot_ids[sample_rows(slot_logits, self.text_params, slot_plan, keys, 0)]
+        self.forced_close |= in_audio & samples_text & frame_full
+
+        text = torch.where(in_audio, slot_choice, free_text)
+        after_forced_close = ~in_audio & self.forced_close & ~delaying
+        text = torch.where(after_forced_close, torch.full_like(text, c.im_end_token_id), text)
+        text = torch.where(samples_text, text, torch.full_like(text, c.pad_token_id))
+        text = torch.where(forced_delay, torch.full_like(text, c.audio_assistant_delay_slot_token_id), text)
+        text = torch.where(forced_end, torch.full_like(text, c.audio_end_token_id), text)
+
+        # Audio: codebook k is open k+1 rows after <|audio_start|> and until k rows after the delay slot.
+        k = self.codebooks[None, :]
+        open_codebooks = (self.audio_len[:, None] > k) & ((self.delay[:, None] == NOT_DELAYING) | (k >= self.delay[:, None]))
+        audio_logits = self.logits.audio.float()
+        if audio_plan.repetition_penalty:
+            audio_logits = apply_row_repetition_penalty(audio_logits, self.seen, self.audio_params.repetition_penalty)
+        audio_logits[..., c.audio_pad_code] = float("-inf")
+        codes = sample_rows(audio_logits, self.audio_params, audio_plan, keys, self.codebooks + 1)
+        codes = torch.where(open_codebooks, codes, torch.full_like(codes, c.audio_pad_code))
+        if self.seen is not None:
+            self.seen.scatter_(2, codes[..., None], True)
+            self.seen[..., c.audio_pad_code] = False
+
+        # Advance the state machine.
+        self.in_audio.copy_((in_audio | (text == c.audio_start_token_id)) & ~forced_end)
+        self.stopped |= text == c.im_end_token_id
+        audio_step = (text == c.audio_start_token_id) | (text == self.slot_ids[0]) | (text == self.slot_ids[1])
+        self.audio_len.copy_(torch.where(text == c.audio_end_token_id, 0, self.audio_len + audio_step.long()))
+        frame_row = (text == self.slot_ids[0]) | ((text == self.slot_ids[1]) & ~delaying)
+        self.new_frames += frame_row.long()
+        starts_delay = (self.delay == NOT_DELAYING) & (text == self.slot_ids[1])
+        delay = torch.where(starts_delay, 0, self.delay)
+        delay = torch.where(delay != NOT_DELAYING, delay + 1, delay)
+        self.delay.copy_(torch.where(delay > self.n_vq, NOT_DELAYING, delay))
+
+        # Record the row (ended and empty slots write the scratch column) and where it goes in the cache.
+        row = torch.cat([text[:, None], codes], dim=1)  # B, 1+n_vq
+        column = torch.where(live, self.row_step, self.out.shape[1] - 1)
+        self.out.scatter_(1, column[:, None, None].expand(-1, 1, row.shape[1]), row[:, None])
+        self.last_row.copy_(row[:, None])
+        self.useful += live.sum()
+        self.row_step += live.long()
+        self.slots.copy_((self.prompt_length + self.row_step - 1).clamp(0, self.max_row_tokens - 1))
+
+    def _decode(self, full_text: bool) -> None:
+        end = min(int(self._end_offset.max()) + self._step, self.max_row_tokens)  # no row holds more tokens
+        window = end if self.decode_mode == "eager" else min(round_to_window(end), self.max_row_tokens)
+        step = lambda: self._decode_rows(window, full_text)  # noqa: E731
+        if self.decode_mode == "graph":
+            self.decode_graphs.run((window, full_text), step)
+        else:
+            step()
+
+    def _decode_rows(self, window: int, full_text: bool) -> None:
+        logits = self.model.decode_rows(
+            self.last_row, self.slots, self.cache.window(window), self.slot_ids, full_text, self.kernels
+        )
+        self.logits.slots.copy_(logits.slots)
+        self.logits.audio.copy_(logits.audio)
+        if full_text:
+            self.logits.text.copy_(logits.text)
+
+    def _drop_compiled_kernels(self) -> None:
+        self.kernels = EAGER_KERNELS  # torch.compile errors are RuntimeErrors too
+
+    # ---------------------------------------------------------------- checks
+
+    def _schedule_check(self) -> None:
+        """The next check: when some row may have sampled free text or reaches its step limit."""
+        limits = int(self._limit_step.min())
+        self._check_at = max(min(self._free_text_from, limits), self._last_check + self.check_every)
+
+    def _check(self, step: int) -> list[Finished]:
+        """Read the row states (the host waits here), retire rows that ended, plan the next check."""
+        self.stats.host_checks += 1
+        self._last_check = step
+        done = self.active & (self.stopped | (self.row_step >= self.step_limit))
+        until = torch.where(self.in_audio, self.n_vq + 1, 0)  # a delay slot, then n_vq forced steps
+        until = torch.where(self.delay >= 1, self.n_vq + 1 - self.delay, until)
+        until = torch.where(self.active & ~done, until, NEVER).min()
+        read = torch.cat([torch.stack([done.long(), self.forced_close.long(), self.row_step]).flatten(),
+                          torch.stack([until, self.useful])]).cpu()
+        B = self.capacity
+        done, forced_close, row_step = read[:B].numpy(), read[B : 2 * B].numpy(), read[2 * B : 3 * B].numpy()
+        until, self.stats.useful_row_steps = int(read[-2]), int(read[-1])
+        finished = []
+        ended = np.flatnonzero(done).tolist()
+        if ended:
+            index = torch.tensor(ended, device=self.device)
+            rows_out = self.out[index].cpu()
+            for i, slot in enumerate(ended):
+                row = self._rows.pop(slot)
+                result = self._result(row.request.prompt, rows_out[i, : row_step[slot]], bool(forced_close[slot]))
+                finished.append(Finished(row.request.id, result))
+            self._free = sorted(self._free + ended, reverse=True)
+            for tensor in (self.active, self.prompt_length, self.row_step, self.slots):
+                tensor.index_fill_(0, index, 0)
+            self._limit_step[ended] = NEVER
+            self._end_offset[ended] = -NEVER
+            self._plans = None
+        self._free_text_from = step + 1 + until if self._rows else NEVER
+        self._schedule_check()
+        return finished
+
+    def _result(self, prompt: Prompt, generated: torch.Tensor, forced_close: bool) -> RowResult:
+        c = self.config
+        ends = torch.nonzero(generated[:, 0] == c.im_end_token_id)
+        finished = bool(ends.numel())
+        if finished:
+            generated = generated[: int(ends[0]) + 1]
+        tail = prompt.ids[-(prompt.prefix_frames + 1) :] if prompt.prefix_frames else prompt.ids[:0]
+        runs = self.processor.frames_from_rows(tail, generated, prompt.prefix_frames)
+        frames = runs[0] if runs else torch.zeros(0, c.n_vq, dtype=torch.long)
+        return RowResult(frames, runs, generated, finished, forced_close)
