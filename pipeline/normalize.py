@@ -1,9 +1,11 @@
-"""Spoken forms: the text a narrator would say, for English and Chinese.
+"""Spoken forms: the text a narrator would say.
 
 Numbers, dates, times, currency, percentages, units, URLs and common
 abbreviations become words; dashes become pauses; symbols nobody reads aloud
 (emoji, decorations) go. Each number is read in the language of the text around
-it, so mixed Chinese and English reads naturally.
+it, so mixed Chinese and English reads naturally. English and Chinese have rules
+of their own here; German, French, Spanish, Japanese and Korean numbers (and those
+of any other language num2words covers) are read by `pipeline.normalize_intl`.
 
 Inline controls (tone-numbered Pinyin, IPA between slashes, ``[pause 1.5s]``)
 and lexicon replacements arrive as protected pieces and pass through untouched.
@@ -14,13 +16,16 @@ import re
 from typing import Sequence
 
 from pipeline import normalize_en as en
+from pipeline import normalize_intl as intl
 from pipeline import normalize_zh as zh
-from pipeline.normalize_script import CJK_PUNCT_CLASS, HAN_CLASS, is_cjk
+from pipeline.normalize_script import CJK_LANGUAGES, CJK_PUNCT_CLASS, HAN_CLASS, HANGUL_CLASS, KANA_CLASS, is_cjk
 
 # A piece of text and the kind of control it is (None: ordinary text to normalize).
 Piece = tuple[str, "str | None"]
 
 _LATIN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_KANA_RE = re.compile(f"[{KANA_CLASS}]")
+_HANGUL_RE = re.compile(f"[{HANGUL_CLASS}]")
 
 # --- URLs and e-mail addresses -------------------------------------------------
 _URL_RE = re.compile(
@@ -135,8 +140,10 @@ def to_spoken(text: str, language: str) -> str:
         text = _URL_RE.sub(lambda m: _speak_url(m, language), text)
     if _ROMAN_HINT_RE.search(text):
         text = _ROMAN_RE.sub(_speak_roman, text)
-    text = _ABBREVIATION_RE.sub(_speak_abbreviation, text)
+    if language in ("en", "zh"):  # English abbreviations; "Dr." is no Doctor in a German book
+        text = _ABBREVIATION_RE.sub(_speak_abbreviation, text)
     if _DIGIT_RE.search(text):
+        text = intl.canonical_numbers(text, language)
         text = _NUMBER_RE.sub(lambda m: _speak_number(m, language), text)
     if _SYMBOL_HINT_RE.search(text):
         text = _AMPERSAND_RE.sub(" and ", text)
@@ -167,20 +174,26 @@ def _tidy(text: str) -> str:
 
 
 def _context(m: re.Match, default: str) -> str:
-    """Language of the text around a match: the nearest letter or Han character on either side."""
+    """Language of the text around a match, from the nearest character on either side.
+
+    Han or kana: Chinese, or Japanese in Japanese text (kana alone says Japanese); Hangul:
+    Korean; Latin letters: the text's language when it is written in them, else English.
+    """
     text = m.string
     before = text[max(0, m.start() - 3):m.start()].rstrip()
     after = text[m.end():m.end() + 3].lstrip()
     near = (before[-1:] or " ") + (after[:1] or " ")
     if any(is_cjk(ch) for ch in near):
-        return "zh"
+        return "ja" if default == "ja" or _KANA_RE.search(near) else "zh"
+    if _HANGUL_RE.search(near):
+        return "ko"
     if _LATIN_RE.search(near):
-        return "en"
+        return default if default not in CJK_LANGUAGES else "en"
     return default
 
 
 def _speak_url(m: re.Match, language: str) -> str:
-    lang = _context(m, language)
+    lang = "zh" if _context(m, language) == "zh" else "en"
     words = []
     for part in _URL_PART_RE.findall(_URL_SCHEME_RE.sub("", m.group(0))):
         if part.isdigit():
@@ -215,7 +228,8 @@ def _speak_abbreviation(m: re.Match) -> str:
 def _speak_number(m: re.Match, language: str) -> str:
     lang = _context(m, language)
     kind = next(name for name in _NUMBER_KINDS if m.group(name) is not None)
-    spoken = (_ZH_SPEAKERS if lang == "zh" else _EN_SPEAKERS)[kind](m)
+    speakers = _EN_SPEAKERS if lang == "en" else _ZH_SPEAKERS if lang == "zh" else intl.speaker(lang)
+    spoken = speakers[kind](m) if speakers is not None else None
     if spoken is None:
         return m.group(0)
     # Words made from digits glued to letters ("mp3", "3D") need a space to stay words.
@@ -476,7 +490,10 @@ def _zh_time(m: re.Match) -> str | None:
 def _zh_money(m: re.Match) -> str:
     symbol = "$" if m.group("currency") == "US$" else m.group("currency")
     scale = {"thousand": "千", "million": "百万", "billion": "十亿", "trillion": "万亿"}.get(m.group("scale") or "", "")
-    return _zh_plain_number(m.group("amount")) + scale + zh.CURRENCIES[symbol]
+    currency = zh.CURRENCIES[symbol]
+    if m.string.startswith(currency, m.end()) or currency == "元" and m.string.startswith(("块", "圆"), m.end()):
+        currency = ""  # ￥73.5元: the currency is written after the number already
+    return _zh_plain_number(m.group("amount")) + scale + currency
 
 
 def _zh_percent(m: re.Match) -> str:

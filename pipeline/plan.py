@@ -35,9 +35,10 @@ from pipeline.errors import InputError
 from pipeline.keys import KeyInputs
 from pipeline.lexicon import Lexicon
 from pipeline.normalize import speak_pieces
+from pipeline.normalize_check import dropped_words
 from pipeline.normalize_inline import count_pinyin_syllables, split_controls
-from pipeline.normalize_script import LANGUAGES, detect_language
-from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions
+from pipeline.normalize_script import LANGUAGES, detect_language, language_name
+from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions, speakable_count
 from pipeline.segment import (
     BOUNDARY_KINDS, FRAMES_PER_SECOND, Cut, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
     seconds_to_frames, segment_paragraph,
@@ -69,7 +70,7 @@ class PlanOptions:
     target_seconds: float = 18.0
     max_seconds: float = 30.0
     rates: SpeakingRates = SpeakingRates()
-    language: str = "auto"  # "auto" (per segment, from the script) | "en" | "zh"
+    language: str = "auto"  # "auto" (per segment: script, then a detector) or one of LANGUAGES for all
     read: ReadOptions = ReadOptions()
     polyphones: str = ""  # Chinese characters to render as Pinyin in context (pypinyin)
 
@@ -148,26 +149,36 @@ class _Planner:
         self.options = options
         self.lexicon = lexicon
         self.key_inputs = key_inputs
-        self.default_language = book.language if book.language in LANGUAGES else "en"
+        self.default_language = book_language(book)
         self.left_out: list[str] = []
         self.warnings: list[str] = []
+        self.unhandled: dict[str, list[str]] = {}  # language -> places of its segments
+        self.dropped: list[str] = []  # "place: words" for segments whose model text lost words
+        self.uncovered: list[str] = []  # paragraphs whose cuts do not account for every letter
+        self.read_characters = 0  # letters and digits of the paragraphs (all of them are planned)
         self._memo: dict[str, tuple[str, float]] = {}
+        self._languages: dict[str, str] = {}
 
     def language(self, text: str) -> str:
         if self.options.language != "auto":
             return self.options.language
-        pieces = split_controls(text)
-        plain = "".join(piece for piece, kind in pieces if kind != "pinyin")
-        syllables = sum(count_pinyin_syllables(piece) for piece, kind in pieces if kind == "pinyin")
-        return detect_language(plain, pinyin_syllables=syllables, default=self.default_language)
+        found = self._languages.get(text)
+        if found is None:
+            pieces = split_controls(text)
+            plain = "".join(piece for piece, kind in pieces if kind != "pinyin")
+            syllables = sum(count_pinyin_syllables(piece) for piece, kind in pieces if kind == "pinyin")
+            found = detect_language(plain, pinyin_syllables=syllables, default=self.default_language)
+            self._languages[text] = found
+        return found
 
     def spoken(self, unit: str) -> tuple[str, float]:
         """Lexicon-free model text and seconds of one unit (remembered within a paragraph)."""
         unit = unit.strip()
         found = self._memo.get(unit)
         if found is None:
-            model_text = speak_pieces(split_controls(unit), self.language(unit))
-            found = (model_text, estimate_seconds(model_text, self.options.rates))
+            language = self.language(unit)
+            model_text = speak_pieces(split_controls(unit), language)
+            found = (model_text, estimate_seconds(model_text, self.options.rates, language))
             self._memo[unit] = found
         return found
 
@@ -183,7 +194,7 @@ class _Planner:
             pieces, unit_used = self.lexicon.apply(split_controls(unit.strip())) if self.lexicon else ([], [])
             spoken = speak_pieces(pieces, self.language(unit)) if unit_used else self.spoken(unit)[0]
             used.extend(unit_used)
-            if parts and spoken and (units[i - 1][-1:].isspace() or unit[:1].isspace()):
+            if parts and spoken and parts[-1] and _needs_space(units[i - 1], unit, parts[-1], spoken):
                 parts.append(" ")
             parts.append(spoken)
         return "".join(parts).strip(), list(dict.fromkeys(used))
@@ -194,9 +205,15 @@ class _Planner:
         lead_pause: float | None = None
         previous_text: str | None = None
         for paragraph_index, paragraph in enumerate(chapter.paragraphs):
-            for cut in self._cuts(index, chapter, paragraph):
+            cuts = self._cuts(index, chapter, paragraph)
+            self._check_coverage(index, chapter, paragraph, cuts)
+            for cut in cuts:
                 text = paragraph.text[cut.start:cut.speech_end].strip()
                 model_text, used = self.model_text([paragraph.text[a:b] for a, b in cut.units])
+                lost = dropped_words(text, model_text, [u.removeprefix("pinyin:") for u in used])
+                if lost:
+                    self.dropped.append(f"chapter {index + 1}, {paragraph.place}, segment {len(segments)}: "
+                                        + ", ".join(repr(w) for w in lost[:5]))
                 if not is_speakable(model_text):
                     if text:
                         self.left_out.append(text)
@@ -206,7 +223,11 @@ class _Planner:
                     else:
                         lead_pause = _add(lead_pause, cut.pause_s)
                     continue
-                seconds = estimate_seconds(model_text, self.options.rates) if used else cut.seconds
+                language = self.language(text)
+                if language not in LANGUAGES:
+                    self.unhandled.setdefault(language, []).append(
+                        f"chapter {index + 1}, {paragraph.place}, segment {len(segments)}")
+                seconds = estimate_seconds(model_text, self.options.rates, language) if used else cut.seconds
                 if seconds > self.options.max_seconds:
                     self.warnings.append(
                         f"chapter {index + 1} {chapter.title!r}, segment {len(segments)}: the lexicon made it "
@@ -215,14 +236,25 @@ class _Planner:
                     book=self.book.title, chapter_index=index, chapter_title=chapter.title,
                     segment_index=len(segments), paragraph_index=paragraph_index, text=text,
                     model_text=model_text, boundary=cut.boundary, est_frames=seconds_to_frames(seconds),
-                    language=self.language(text), lexicon_entries=tuple(used),
+                    language=language, lexicon_entries=tuple(used),
                     key=self.key_inputs.key(model_text, previous_text), pause_s=cut.pause_s,
                 ))
                 previous_text = model_text
             self._memo.clear()
+            self._languages.clear()
         if segments:
             segments[-1] = replace(segments[-1], boundary="chapter")
         return segments, lead_pause
+
+    def _check_coverage(self, index: int, chapter: Chapter, paragraph: Paragraph, cuts: list[Cut]) -> None:
+        """Every letter and digit of the paragraph lies in one of its cuts (speech or pause markers)."""
+        total = speakable_count(paragraph.text)
+        self.read_characters += total
+        covered = sum(speakable_count(paragraph.text[c.start:c.end]) for c in cuts)
+        overlap = any(a.end > b.start for a, b in zip(cuts, cuts[1:]))
+        if covered != total or overlap:
+            self.uncovered.append(f"chapter {index + 1} {chapter.title!r}, {paragraph.place}: "
+                                  f"{total - covered} of {total} letters and digits in no segment")
 
     def _cuts(self, index: int, chapter: Chapter, paragraph: Paragraph) -> list[Cut]:
         try:
@@ -238,6 +270,20 @@ class _Planner:
                 f"over the {self.options.max_seconds:g} s maximum for a segment",
                 "break it with spaces or punctuation, shorten it, or give it a short respelling in the lexicon",
             ) from None
+
+
+def _needs_space(raw_before: str, raw_after: str, spoken_before: str, spoken_after: str) -> bool:
+    """Whether two units' spoken forms need a space between them: where the text had one, or
+    where what stood between them (a dash at a clause cut: "off—then") was dropped and two words
+    would otherwise run together."""
+    if raw_before[-1:].isspace() or raw_after[:1].isspace():
+        return True
+    glued_in_text = raw_before[-1:].isalnum() and raw_after[:1].isalnum()
+    return not glued_in_text and _is_latin_alnum(spoken_before[-1]) and _is_latin_alnum(spoken_after[0])
+
+
+def _is_latin_alnum(ch: str) -> bool:
+    return ch.isalnum() and ch < "\u0250"
 
 
 def build_plan(book: Book, options: PlanOptions, lexicon: Lexicon | None, key_inputs: KeyInputs) -> Plan:
@@ -260,7 +306,13 @@ def build_plan(book: Book, options: PlanOptions, lexicon: Lexicon | None, key_in
     if not segments:
         raise InputError(book.source, "", "no text to narrate was found", "check the manuscript and the reading options")
 
-    warnings = list(book.warnings) + planner.warnings
+    warnings = list(book.warnings) + planner.warnings + _coverage_warnings(book, planner)
+    for language, places in planner.unhandled.items():
+        warnings.append(
+            f"{len(places)} segment(s) in {language_name(language)} ({language}), a language this pipeline does "
+            f"not handle, e.g. {places[0]}: narrated as written, at the English speaking rate, numbers read by "
+            "num2words where it knows the language; set language= to one of "
+            f"{', '.join(LANGUAGES)} to force one")
     if planner.left_out:
         examples = ", ".join(repr(t[:20]) for t in planner.left_out[:3])
         warnings.append(f"{len(planner.left_out)} piece(s) with nothing to say left out (e.g. {examples})")
@@ -279,6 +331,54 @@ def build_plan(book: Book, options: PlanOptions, lexicon: Lexicon | None, key_in
         "lexicon_digest": lexicon.digest(),
     }
     return Plan(book=book, segments=segments, warnings=warnings, metadata=metadata)
+
+
+_SAMPLE_CHARACTERS = 20_000
+
+
+def _coverage_warnings(book: Book, planner: _Planner) -> list[str]:
+    """What the checks found: text in no segment, letters the reader neither read nor skipped on
+    purpose, words lost by normalization."""
+    warnings = [f"text in no segment: {place}" for place in planner.uncovered]
+    if book.source_characters is not None:
+        skipped = sum(book.skipped_characters.values())
+        unaccounted = book.source_characters - planner.read_characters - skipped
+        if unaccounted:
+            known = ", ".join(f"{reason} {n}" for reason, n in sorted(book.skipped_characters.items())) or "none"
+            warnings.append(
+                f"{book.source}: {unaccounted} of the source's {book.source_characters} letters and digits are "
+                f"neither read nor left out on purpose (read {planner.read_characters}; known skips: {known})")
+    if planner.dropped:
+        warnings.append(f"{len(planner.dropped)} segment(s) whose model text leaves out words of the text, e.g. "
+                        + "; ".join(planner.dropped[:5]))
+    return warnings
+
+
+def coverage(plan: Plan) -> dict[str, int]:
+    """The plan's account of the source's letters and digits: read, skipped (by reason), unaccounted."""
+    book = plan.book
+    read = sum(speakable_count(p.text) for c in book.chapters for p in c.paragraphs)
+    skipped = dict(book.skipped_characters)
+    source = book.source_characters if book.source_characters is not None else read + sum(skipped.values())
+    return {"source": source, "read": read, **{f"skipped: {k}": v for k, v in skipped.items()},
+            "unaccounted": source - read - sum(skipped.values())}
+
+
+def book_language(book: Book) -> str:
+    """The language short or unclear text falls back to: the book's metadata, else its opening text's."""
+    if book.language:
+        return book.language
+    sample: list[str] = []
+    size = 0
+    for chapter in book.chapters:
+        for paragraph in chapter.paragraphs:
+            sample.append(paragraph.text)
+            size += len(paragraph.text)
+            if size >= _SAMPLE_CHARACTERS:
+                break
+        if size >= _SAMPLE_CHARACTERS:
+            break
+    return detect_language(" ".join(sample)[:_SAMPLE_CHARACTERS], default="en")
 
 
 def write_plan(plan: Plan, path: str | Path) -> Path:

@@ -4,8 +4,9 @@ A paragraph is cut into sentences (English abbreviations, initials, decimals,
 closing quotes and brackets; Chinese 。！？；…; mixed text). Sentences are packed
 greedily into segments whose estimated duration stays within the target; a
 sentence longer than the maximum is cut at clause punctuation, then between
-words (spaces, or between Han characters), never inside a word, an IPA span or
-a pause marker.
+words (spaces; Chinese at word boundaries found by jieba; Japanese where a
+kana run gives way to kanji or katakana; next to Latin words and numbers), never
+inside a word, a number, an IPA span or a pause marker.
 
 Pause markers (``[pause 1.5s]``) are not spoken: the pipeline inserts their
 silence when it finishes a chapter. A marker always ends a cut, and the cut
@@ -34,7 +35,9 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from pipeline.normalize_inline import Control, count_pinyin_syllables, find_controls, split_with_controls
-from pipeline.normalize_script import HAN_CLASS, count_han, is_cjk, is_han
+from pipeline.normalize_script import (
+    HAN_CLASS, KANA_CLASS, LANGUAGES, count_han, count_hangul, count_kana, is_cjk,
+)
 
 FRAMES_PER_SECOND = 12.5
 
@@ -43,15 +46,21 @@ FRAMES_PER_SECOND = 12.5
 BOUNDARY_KINDS = ("clause", "sentence", "paragraph", "chapter")
 
 _CLOSERS = "\"'”’»)\\]）」』】"
-_OPENERS = "\"'“‘«(\\[（「『【"
-_SENTENCE_END_RE = re.compile(rf"(?:[。！？；]+|[.!?…]+)[{_CLOSERS}]*")
-_ENDS_WITH_SENTENCE_END_RE = re.compile(rf"(?:[。！？；]|[.!?…])[{_CLOSERS}]*\s*$")
-_CJK_SENTENCE_END = frozenset("。！？；")
+_OPENERS = "\"'“‘«¿¡(\\[（「『【"
+_SENTENCE_END_RE = re.compile(rf"(?:[。！？；｡]+|[.!?…]+)[{_CLOSERS}]*")
+_ENDS_WITH_SENTENCE_END_RE = re.compile(rf"(?:[。！？；｡]|[.!?…])[{_CLOSERS}]*\s*$")
+_CJK_SENTENCE_END = frozenset("。！？；｡")
 _CLAUSE_END_RE = re.compile(rf"(?:[,;:]+[{_CLOSERS}]*(?=\s)|[，、；：]+[{_CLOSERS}]*|[—–]+)")
 _WORD_BEFORE_RE = re.compile(r"(?<![A-Za-z.])([A-Za-z][A-Za-z.]*)\.$")
 _SPACES_RE = re.compile(r"\s+")
-_SPEAKABLE_RE = re.compile(rf"[A-Za-z0-9\u00c0-\u024f\u0250-\u02af{HAN_CLASS}]")
-_SPEAKABLE_RUN_RE = re.compile(rf"[A-Za-z0-9\u00c0-\u024f\u0250-\u02af{HAN_CLASS}]+")
+# A letter or digit of any script: text without one has nothing to say.
+_SPEAKABLE_RE = re.compile(r"[^\W_]")
+_SPEAKABLE_RUN_RE = re.compile(r"[^\W_]+")
+_HIRAGANA_RE = re.compile("[\u3041-\u309f]")
+_KANJI_OR_KATAKANA_RE = re.compile(f"[{HAN_CLASS}\u30a0-\u30ff\uff66-\uff9f]")
+_KANA_RE = re.compile(f"[{KANA_CLASS}]")
+# Latin words and numbers ("3.5", "1,000", "don't", "e-mail"): no cut falls inside one.
+_ATOMIC_RE = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:[.,:'’-][A-Za-z0-9\u00c0-\u024f]+)*")
 # A period after these does not end a sentence: titles come before a name, ...
 _TITLE_ABBREVIATIONS = frozenset("mr mrs ms dr prof st capt col gen lt sgt rev hon gov mt ft vs e.g i.e cf approx".split())
 # ... and these before a number ("No. 5", "Jan. 12"; but "he said no. Then" ends one).
@@ -60,32 +69,53 @@ _NUMBER_ABBREVIATIONS = frozenset("no nos p pp ch chap fig vol jan feb mar apr j
 
 @dataclass(frozen=True)
 class SpeakingRates:
-    """Spoken characters per second: Latin letters and digits for English, Han characters for Chinese."""
+    """Spoken characters per second, per language.
+
+    What a character is depends on the script: letters and digits for the languages written
+    in Latin letters (en, de, fr, es, and any other language at the English rate), Han
+    characters for Chinese, kana and kanji for Japanese, Hangul syllables for Korean.
+    """
 
     en: float = 11.5
     zh: float = 4.5
+    ja: float = 7.0
+    ko: float = 5.5
+    de: float = 12.5
+    fr: float = 13.5
+    es: float = 13.0
 
     def __post_init__(self) -> None:
-        if self.en <= 0 or self.zh <= 0:
-            raise ValueError(f"speaking rates must be positive, got en={self.en}, zh={self.zh}")
+        bad = {code: getattr(self, code) for code in LANGUAGES if not getattr(self, code) > 0}
+        if bad:
+            raise ValueError(f"speaking rates must be positive, got {bad}")
+
+    def letters(self, language: str) -> float:
+        """The rate for letters and digits in text of `language` (English's for a language without one)."""
+        return getattr(self, language) if language in ("en", "de", "fr", "es") else self.en
 
 
-def estimate_seconds(model_text: str, rates: SpeakingRates) -> float:
+def estimate_seconds(model_text: str, rates: SpeakingRates, language: str = "en") -> float:
     """How long the model text takes to say: per-script character counts over the rates.
 
-    Speech only: a pause marker counts nothing (the pipeline inserts its silence, the model never sees it).
+    Han characters go at the Japanese rate in Japanese text and the Chinese rate elsewhere; kana
+    at the Japanese rate; Hangul at the Korean rate; letters and digits of every other script at
+    the rate of `language` for letters. Speech only: a pause marker counts nothing (the pipeline
+    inserts its silence, the model never sees it).
     """
-    han = latin = 0
+    han = kana = hangul = letters = 0
     for piece, control in split_with_controls(model_text):
         if control is not None and control.kind == "marker":
             continue
         if control is not None and control.kind == "pinyin":
             han += count_pinyin_syllables(piece)
         else:  # plain text or IPA
-            piece_han = count_han(piece)
+            piece_han, piece_kana, piece_hangul = count_han(piece), count_kana(piece), count_hangul(piece)
             han += piece_han
-            latin += sum(map(len, _SPEAKABLE_RUN_RE.findall(piece))) - piece_han
-    return han / rates.zh + latin / rates.en
+            kana += piece_kana
+            hangul += piece_hangul
+            letters += sum(map(len, _SPEAKABLE_RUN_RE.findall(piece))) - piece_han - piece_kana - piece_hangul
+    han_rate = rates.ja if language == "ja" else rates.zh
+    return han / han_rate + kana / rates.ja + hangul / rates.ko + letters / rates.letters(language)
 
 
 def seconds_to_frames(seconds: float) -> int:
@@ -137,6 +167,7 @@ class _Protected:
         self.ends = [c.end for c in controls]
 
     def inside(self, pos: int) -> bool:
+        """Whether a cut at `pos` would fall inside a control."""
         i = bisect.bisect_right(self.starts, pos - 1) - 1  # last control starting before pos
         return i >= 0 and pos < self.ends[i]
 
@@ -169,7 +200,8 @@ def _ends_sentence(text: str, start: int, mark: str, end: int) -> bool:
     nxt = after[0]
     if nxt.islower():
         return False  # "e.g. apples", "“Hey!” he said", "wait... then"
-    if not (nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_han(nxt) or nxt in "[—–-/"):
+    # Scripts without case (Han, kana, Hangul, ...) start a sentence with any letter.
+    if not (nxt.isupper() or nxt.isalpha() or nxt.isdigit() or nxt in _OPENERS or nxt in "[—–-/"):
         return False
     if mark[0] == "." and mark.rstrip(_CLOSERS) == ".":
         word = _WORD_BEFORE_RE.search(text, max(0, start - 20), start + 1)
@@ -324,10 +356,56 @@ def _clause_cuts(text: str, start: int, end: int, protected: _Protected) -> list
 
 
 def _word_cuts(text: str, start: int, end: int, protected: _Protected) -> list[int]:
-    """Places between words: after a run of spaces, or next to a Han character (not before punctuation)."""
+    """Places between words: after a run of spaces, between words of unspaced Chinese or Japanese,
+    and where such text meets a Latin word or number; never inside a Latin word or number."""
     cuts = [m.end() for m in _SPACES_RE.finditer(text, start, end)]
-    for i in range(start + 1, end):
-        before, after = text[i - 1], text[i]
-        if (is_han(before) and (is_han(after) or after.isalnum())) or (before.isalnum() and is_han(after)):
-            cuts.append(i)
-    return sorted(c for c in set(cuts) if not protected.inside(c))
+    cuts += _cjk_word_cuts(text, start, end)
+    inside_words = {i for m in _ATOMIC_RE.finditer(text, start, end) for i in range(m.start() + 1, m.end())}
+    return sorted(c for c in set(cuts) if c not in inside_words and not protected.inside(c))
+
+
+_CJK_RUN_RE = re.compile(f"[{HAN_CLASS}{KANA_CLASS}]+")
+
+
+def _cjk_word_cuts(text: str, start: int, end: int) -> list[int]:
+    cuts: list[int] = []
+    for m in _CJK_RUN_RE.finditer(text, start, end):
+        a, b = m.start(), m.end()
+        if a > start and text[a - 1].isalnum():
+            cuts.append(a)  # a Latin word or number, then CJK
+        if b < end and text[b].isalnum():
+            cuts.append(b)
+        run = m.group(0)
+        if _KANA_RE.search(run):
+            # Japanese: after a run of hiragana (particles, endings) where kanji or katakana begin.
+            cuts += [a + i for i in range(1, len(run))
+                     if _HIRAGANA_RE.match(run[i - 1]) and _KANJI_OR_KATAKANA_RE.match(run[i])]
+        else:
+            cuts += _chinese_word_edges(run, a)
+    return cuts
+
+
+def _chinese_word_edges(run: str, offset: int) -> list[int]:
+    """Offsets between the words of a run of Han characters (jieba's segmentation)."""
+    position, edges = offset, []
+    for word in _jieba().cut(run, HMM=True):
+        position += len(word)
+        edges.append(position)
+    return edges[:-1]
+
+
+_JIEBA = None
+
+
+def _jieba():
+    """jieba, loaded on first use (its dictionary takes most of a second)."""
+    global _JIEBA
+    if _JIEBA is None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        _JIEBA = jieba
+    return _JIEBA

@@ -1,6 +1,7 @@
 """What a reader gives back: a book as chapters of clean paragraphs."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # EPUB page kinds left out by default (EPUB 3 structural semantics / EPUB 2 guide
@@ -40,6 +41,10 @@ class Book:
     skipped: list[str] = field(default_factory=list)  # parts left out on purpose, and why
     warnings: list[str] = field(default_factory=list)
     cover: Cover | None = None  # the cover image, when the source has one (EPUB)
+    # The account of the source's letters and digits (see `speakable_count`): how many the
+    # source holds, and how many each kind of known skip left out. None: the reader kept none.
+    source_characters: int | None = None
+    skipped_characters: dict[str, int] = field(default_factory=dict)
 
     @property
     def characters(self) -> int:
@@ -51,6 +56,23 @@ class ReadOptions:
     skip_kinds: tuple[str, ...] = DEFAULT_SKIP_KINDS  # EPUB pages left out
     chapter_pattern: str | None = None  # plain text: a regex a whole heading line matches
     encoding: str | None = None  # .txt/.md: force an encoding instead of detecting it
+    keep_page_numbers: bool = False  # EPUB: read page-break markers (printed page numbers) aloud
+    keep_code: bool = False  # EPUB and Markdown: read code listings aloud
+
+
+_SPEAKABLE_RUN_RE = re.compile(r"[^\W_]+")
+
+
+def speakable_count(text: str) -> int:
+    """Letters and digits of any script: the characters the plan's coverage check accounts for."""
+    return sum(map(len, _SPEAKABLE_RUN_RE.findall(text)))
+
+
+def count_skip(counts: dict[str, int], reason: str, text: str) -> None:
+    """Add the letters and digits of `text`, left out on purpose, to `counts[reason]`."""
+    n = speakable_count(text)
+    if n:
+        counts[reason] = counts.get(reason, 0) + n
 
 
 class ChapterCollector:
@@ -64,6 +86,7 @@ class ChapterCollector:
     def __init__(self, opening_title: str) -> None:
         self.opening_title = opening_title
         self.chapters: list[Chapter] = []
+        self.opening = False  # whether the first chapter is text before any heading
 
     def heading(self, title: str, spoken: str, place: str) -> None:
         self.chapters.append(Chapter(title, [], place))
@@ -74,4 +97,20 @@ class ChapterCollector:
             return
         if not self.chapters:
             self.chapters.append(Chapter(self.opening_title, [], place))
+            self.opening = True
         self.chapters[-1].paragraphs.append(Paragraph(text, place))
+
+
+_TITLE_LIKE_MAX = 40
+_SENTENCE_END_RE = re.compile(r"[.!?。！？…]$")
+OPENING_TITLES = {"en": "Opening", "zh": "开篇", "ja": "冒頭", "ko": "서두", "de": "Anfang", "fr": "Ouverture",
+                  "es": "Comienzo"}
+
+
+def opening_title(chapter: Chapter, language: str) -> str:
+    """A title for text that comes before the first heading: its first line when that reads as
+    a title (short, no sentence end), else a word for "opening" in the book's language."""
+    first = chapter.paragraphs[0].text if chapter.paragraphs else ""
+    if first and len(first) <= _TITLE_LIKE_MAX and not _SENTENCE_END_RE.search(first):
+        return first
+    return OPENING_TITLES.get(language, OPENING_TITLES["en"])

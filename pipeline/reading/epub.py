@@ -5,7 +5,15 @@ the EPUB 2 NCX, or the chapter's first heading. Book title, author and language
 come from the package metadata. Pages of the kinds in `ReadOptions.skip_kinds`
 (cover, title page, table of contents, copyright page, ...) are left out; a
 page's kinds come from the landmarks or guide, the page's own epub:type, its
-spine entry (linear="no") and, as a last resort, its file name.
+spine entry (linear="no"), its file name and, for a page that none of these
+names, its content (a short page with a copyright notice, a page of links to
+the other pages, a short dedication).
+
+Inside a page, page-break markers (printed page numbers) and code listings are
+left out unless `ReadOptions.keep_page_numbers` / `keep_code` say otherwise, as
+are ruby readings, footnote marks, images and formulas. Every letter and digit
+of a page's content is accounted for: read, or counted under the known skip that
+left it out (`Book.skipped_characters`), which the plan checks.
 
 A spine document that the table of contents points into at several anchors is
 split into several chapters there; one without an entry and without a heading
@@ -24,7 +32,7 @@ from lxml import etree, html
 
 from pipeline.errors import InputError
 from pipeline.normalize_text import clean_paragraph
-from pipeline.reading.book import Book, Chapter, Cover, Paragraph, ReadOptions
+from pipeline.reading.book import Book, Chapter, Cover, Paragraph, ReadOptions, count_skip, speakable_count
 
 _NS = {
     "opf": "http://www.idpf.org/2007/opf",
@@ -39,7 +47,14 @@ _BLOCK_TAGS = frozenset(
     "table tr caption figure figcaption hr address center main body".split()
 )
 _HEADING_TAGS = frozenset("h1 h2 h3".split())
-_SKIPPED_TAGS = frozenset("head script style rt rp title svg math noscript".split())
+_NOT_CONTENT_TAGS = frozenset("head script style title noscript".split())
+_SKIPPED_TAGS = {"rt": "ruby readings", "rp": "ruby readings", "svg": "images and formulas",
+                 "math": "images and formulas"}
+_CODE_CLASSES = frozenset("programlisting listing code-block codeblock sourcecode source-code".split())
+_COPYRIGHT_RE = re.compile(
+    r"©|all rights reserved|\bISBN\b|copyright\s*(?:©\s*)?\d{4}|版权所有|版權所有|著作権|저작권", re.IGNORECASE)
+_DEDICATION_RE = re.compile(r"^(?:for|to|dedicated to|in memory of|für|pour|à|para|献给|謹以|谨以|致)\b", re.IGNORECASE)
+_CONTENT_KIND_MAX_CHARS = {"copyright-page": 3000, "dedication": 300}
 _NOTE_MARK_RE = re.compile(r"^\[?(?:\d{1,3}|[*†‡§])\]?$")
 _FILE_NAME_KINDS = (
     (re.compile(r"^cover(?:[-_].*)?$", re.IGNORECASE), "cover"),
@@ -82,6 +97,8 @@ class _EpubReader:
         self.names = {name.lower(): name for name in archive.namelist()}
         self.skipped: list[str] = []
         self.warnings: list[str] = []
+        self.source_characters = 0
+        self.skipped_characters: dict[str, int] = {}
 
     # --- package -------------------------------------------------------------
     def read(self) -> Book:
@@ -106,7 +123,8 @@ class _EpubReader:
         language = _text(opf.find("opf:metadata/dc:language", _NS)).split("-")[0].lower() or None
         return Book(title=title, author=self._author(opf), language=language, source=str(self.path),
                     chapters=chapters, skipped=self.skipped, warnings=self.warnings,
-                    cover=self._cover(opf, manifest))
+                    cover=self._cover(opf, manifest), source_characters=self.source_characters,
+                    skipped_characters=self.skipped_characters)
 
     def _cover(self, opf, manifest: dict) -> Cover | None:
         """EPUB 3: the manifest item with the cover-image property; EPUB 2: <meta name="cover">."""
@@ -200,16 +218,27 @@ class _EpubReader:
                 continue
             doc = self._document(item.path)
             page_kinds = self._page_kinds(item, itemref, doc, kinds)
-            left_out = sorted(page_kinds.intersection(self.options.skip_kinds))
-            if left_out:
-                self.skipped.append(f"{item.path} ({', '.join(left_out)})")
-                continue
             entries = titles.get(item.path, [])
+            body = next(doc.iter("{*}body"), doc)
             try:
-                blocks = _text_blocks(doc, {fragment for fragment, _ in entries if fragment})
+                content = _content_text(body)
+                self.source_characters += speakable_count(content)
+                counts: dict[str, int] = {}
+                blocks = _text_blocks(doc, {fragment for fragment, _ in entries if fragment}, self.options, counts)
             except RecursionError:
                 raise InputError(self.path, item.path, "the page nests its elements too deeply to read",
                                  "repair the page, e.g. by re-exporting the EPUB from its editor") from None
+            if not page_kinds:
+                page_kinds = _content_kinds(blocks, body, item.path)
+            left_out = sorted(page_kinds.intersection(self.options.skip_kinds))
+            if left_out:
+                self.skipped.append(f"{item.path} ({', '.join(left_out)})")
+                count_skip(self.skipped_characters, "pages left out by kind", content)
+                continue
+            for reason, n in counts.items():
+                self.skipped_characters[reason] = self.skipped_characters.get(reason, 0) + n
+                if reason in ("page-break markers", "code listings"):
+                    self.skipped.append(f"{item.path} ({reason})")
             if not blocks:
                 self.skipped.append(f"{item.path} (no text)")
                 continue
@@ -298,8 +327,13 @@ class _EpubReader:
                                  "repair the EPUB, e.g. by re-exporting it from its editor") from None
 
 
-def _text_blocks(doc: etree._Element, anchors: set[str]) -> list[_TextBlock]:
-    """The paragraphs of an XHTML document, in order, with the wanted anchors each holds."""
+def _text_blocks(doc: etree._Element, anchors: set[str], options: ReadOptions = ReadOptions(),
+                 counts: dict[str, int] | None = None) -> list[_TextBlock]:
+    """The paragraphs of an XHTML document, in order, with the wanted anchors each holds.
+
+    `counts` gets the letters and digits of what is left out, by reason.
+    """
+    counts = counts if counts is not None else {}
     blocks: list[_TextBlock] = []
     buffer: list[str] = []
     ids: list[str] = []
@@ -318,7 +352,11 @@ def _text_blocks(doc: etree._Element, anchors: set[str]) -> list[_TextBlock]:
             buffer.append(el.tail or "")
             return
         tag = etree.QName(el).localname.lower()
-        if tag in _SKIPPED_TAGS or _is_note_reference(el, tag):
+        reason = _skip_reason(el, tag, options)
+        if reason is not None:
+            if tag in _BLOCK_TAGS:
+                flush()
+            count_skip(counts, reason, _content_text(el, tail=False))
             buffer.append(el.tail or "")
             return
         block = tag in _BLOCK_TAGS
@@ -341,6 +379,55 @@ def _text_blocks(doc: etree._Element, anchors: set[str]) -> list[_TextBlock]:
     walk(body)
     flush()
     return blocks
+
+
+def _skip_reason(el: etree._Element, tag: str, options: ReadOptions) -> str | None:
+    """Why an element's text is left out, or None to read it."""
+    if tag in _NOT_CONTENT_TAGS:
+        return "not content"  # never counted: _content_text leaves these out too
+    if tag in _SKIPPED_TAGS:
+        return _SKIPPED_TAGS[tag]
+    if _is_note_reference(el, tag):
+        return "footnote marks"
+    types = _epub_types(el)
+    if not options.keep_page_numbers and ("pagebreak" in types or el.get("role") == "doc-pagebreak"):
+        return "page-break markers"
+    if not options.keep_code and (tag == "pre" or "code" in types
+                                  or _CODE_CLASSES.intersection(el.get("class", "").lower().split())):
+        return "code listings"
+    return None
+
+
+def _content_text(el: etree._Element, tail: bool = False) -> str:
+    """The text an element holds, less what is never content (scripts, styles, the head)."""
+    parts: list[str] = []
+
+    def walk(node: etree._Element) -> None:
+        if isinstance(node.tag, str) and etree.QName(node).localname.lower() not in _NOT_CONTENT_TAGS:
+            parts.append(node.text or "")
+            for child in node:
+                walk(child)
+        if node is not el or tail:
+            parts.append(node.tail or "")
+
+    walk(el)
+    return "".join(parts)
+
+
+def _content_kinds(blocks: list[_TextBlock], body: etree._Element, path: str) -> set[str]:
+    """Kinds of a page that nothing else named, from what it holds."""
+    text = " ".join(b.text for b in blocks)
+    if not text:
+        return set()
+    if len(text) <= _CONTENT_KIND_MAX_CHARS["copyright-page"] and _COPYRIGHT_RE.search(text):
+        return {"copyright-page"}
+    links = [a for a in body.iter("{*}a") if a.get("href") and not a.get("href").startswith(("#", "http", "mailto"))]
+    linked = sum(speakable_count("".join(a.itertext())) for a in links)
+    if len(links) >= 3 and linked >= 0.6 * speakable_count(text):
+        return {"toc"}
+    if len(text) <= _CONTENT_KIND_MAX_CHARS["dedication"] and len(blocks) <= 4 and _DEDICATION_RE.match(text):
+        return {"dedication"}
+    return set()
 
 
 def _is_note_reference(el: etree._Element, tag: str) -> bool:

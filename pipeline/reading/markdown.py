@@ -13,7 +13,10 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.normalize_text import clean_paragraph
-from pipeline.reading.book import Book, ChapterCollector, ReadOptions
+from pipeline.normalize_script import detect_language
+from pipeline.reading.book import (
+    Book, ChapterCollector, ReadOptions, count_skip, opening_title, speakable_count,
+)
 from pipeline.reading.decode import decode_text
 
 _ATX_RE = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
@@ -53,7 +56,9 @@ def read_markdown(path: Path, options: ReadOptions) -> Book:
     text, encoding = decode_text(path.read_bytes(), path, options.encoding)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     meta, body_start = _front_matter(lines)
-    blocks, skipped = _blocks(lines, body_start)
+    counts: dict[str, int] = {}
+    count_skip(counts, "front matter", "\n".join(lines[:body_start]))
+    blocks, skipped = _blocks(lines, body_start, counts, options.keep_code)
 
     levels = [b.level for b in blocks if b.kind == "heading"]
     title = meta.get("title", "")
@@ -69,14 +74,19 @@ def read_markdown(path: Path, options: ReadOptions) -> Book:
         if block.kind == "heading" and block.level == chapter_level:
             chapters.heading(block.text, block.text, place)
         elif block.kind == "heading" and block.level == 1 and chapter_level == 2:
-            continue  # the book title
+            count_skip(counts, "book title heading", block.text)
+            skipped.append(f"the book title heading at line {block.line}")
         else:
             chapters.paragraph(block.text, place)
     if not chapters.chapters:
         raise InputError(path, "", "the file has no readable text", "give a manuscript with text in it")
+    if chapters.opening and len(chapters.chapters) > 1 and title == path.stem:  # no better title than the file's name
+        opening = chapters.chapters[0]
+        opening.title = opening_title(opening, detect_language(" ".join(p.text for p in opening.paragraphs[:20])))
     warnings = [] if encoding in ("utf-8", "ascii") else [f"{path.name}: read as {encoding}"]
     return Book(title=title, author=meta.get("author", ""), language=None, source=str(path),
-                chapters=chapters.chapters, skipped=skipped, warnings=warnings)
+                chapters=chapters.chapters, skipped=skipped, warnings=warnings,
+                source_characters=speakable_count(text), skipped_characters=counts)
 
 
 def _front_matter(lines: list[str]) -> tuple[dict[str, str], int]:
@@ -94,15 +104,23 @@ def _front_matter(lines: list[str]) -> tuple[dict[str, str], int]:
     return {}, 0
 
 
-def _blocks(lines: list[str], start: int) -> tuple[list[_Block], list[str]]:
+def _blocks(lines: list[str], start: int, counts: dict[str, int], keep_code: bool) -> tuple[list[_Block], list[str]]:
+    """Headings and paragraphs; `counts` gets the letters and digits left out, by reason."""
     blocks: list[_Block] = []
     skipped: list[str] = []
     pending: list[str] = []
     pending_line = 0
     fence_line = 0
 
+    def spoken(raw: str) -> str:
+        text = clean_paragraph(inline_text(raw))
+        lost = speakable_count(raw) - speakable_count(text)
+        if lost > 0:  # link targets, images, HTML tags, footnote markers
+            counts["Markdown markup"] = counts.get("Markdown markup", 0) + lost
+        return text
+
     def flush() -> None:
-        text = clean_paragraph(inline_text("\n".join(pending)))
+        text = spoken("\n".join(pending))
         if text:
             blocks.append(_Block("paragraph", text, pending_line))
         pending.clear()
@@ -112,19 +130,27 @@ def _blocks(lines: list[str], start: int) -> tuple[list[_Block], list[str]]:
         if _FENCE_RE.match(line):
             flush()
             if fence_line:
-                skipped.append(f"code block at lines {fence_line}-{number}")
+                if not keep_code:
+                    skipped.append(f"code block at lines {fence_line}-{number}")
                 fence_line = 0
             else:
                 fence_line = number
+            count_skip(counts, "code", line)  # the fence's info string ("python")
             continue
         if fence_line:
+            if keep_code:
+                text = clean_paragraph(line)
+                if text:
+                    blocks.append(_Block("paragraph", text, number))
+            else:
+                count_skip(counts, "code", line)
             continue
         if not line.strip():
             flush()
             continue
         setext = _SETEXT_RE.match(line)
         if setext and pending and not _LIST_ITEM_RE.match(pending[0]):
-            text = clean_paragraph(inline_text("\n".join(pending)))
+            text = spoken("\n".join(pending))
             pending.clear()
             blocks.append(_Block("heading", text, pending_line, 1 if setext.group(1)[0] == "=" else 2))
             continue
@@ -134,7 +160,7 @@ def _blocks(lines: list[str], start: int) -> tuple[list[_Block], list[str]]:
         atx = _ATX_RE.match(line)
         if atx:
             flush()
-            text = clean_paragraph(inline_text(atx.group(2)))
+            text = spoken(atx.group(2))
             if text:
                 blocks.append(_Block("heading", text, number, len(atx.group(1))))
             continue

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.normalize_text import clean_paragraph, has_blank_lines, split_paragraphs
-from pipeline.reading.book import Book, ChapterCollector, ReadOptions
+from pipeline.normalize_script import detect_language
+from pipeline.reading.book import Book, ChapterCollector, ReadOptions, opening_title, speakable_count
 from pipeline.reading.decode import decode_text
 from pipeline.reading.headings import HeadingMatcher
 
@@ -39,6 +40,9 @@ def read_txt(path: Path, options: ReadOptions) -> Book:
     flush()
     if not chapters.chapters:
         raise InputError(path, "", "the file has no readable text", "give a manuscript with text in it")
+    if chapters.opening and len(chapters.chapters) > 1:
+        opening = chapters.chapters[0]
+        opening.title = opening_title(opening, detect_language(" ".join(p.text for p in opening.paragraphs[:20])))
     warnings = [] if encoding in ("utf-8", "ascii") else [f"{path.name}: read as {encoding}"]
     return Book(title=path.stem, author="", language=None, source=str(path), chapters=chapters.chapters,
-                warnings=warnings)
+                warnings=warnings, source_characters=speakable_count(text))

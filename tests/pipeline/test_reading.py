@@ -112,7 +112,7 @@ def test_txt_chapters_in_order_with_titles_and_paragraphs(tmp_path):
     ).encode())
     book = read_book(path)
     assert book.title == "story"
-    assert [c.title for c in book.chapters] == ["story", "CHAPTER I. The Start", "Chapter 2"]
+    assert [c.title for c in book.chapters] == ["Opening", "CHAPTER I. The Start", "Chapter 2"]  # not the file name
     assert [p.text for p in book.chapters[1].paragraphs] == [
         "CHAPTER I. The Start", "It was a dark night. The rain fell.", "A second paragraph."]
     assert [p.place for p in book.chapters[1].paragraphs] == ["line 3", "line 5", "line 8"]
@@ -141,7 +141,7 @@ def test_markdown_headings_are_chapters_and_markup_is_dropped(tmp_path):
         "One", "Some bold and em text with a link and code.", "first item", "second item", "quoted line",
         "A subheading", "More."]
     assert [p.text for p in book.chapters[2].paragraphs] == ["Two", "Last words*."]
-    assert book.skipped == ["code block at lines 19-21"]
+    assert book.skipped == ["code block at lines 19-21", "the book title heading at line 6"]
 
 
 def test_sample_book_ships_with_the_project():
