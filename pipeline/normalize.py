@@ -18,7 +18,7 @@ from typing import Sequence
 from pipeline import normalize_en as en
 from pipeline import normalize_intl as intl
 from pipeline import normalize_zh as zh
-from pipeline.normalize_script import CJK_LANGUAGES, CJK_PUNCT_CLASS, HAN_CLASS, HANGUL_CLASS, KANA_CLASS, is_cjk
+from pipeline.normalize_script import LATIN_SCRIPT_LANGUAGES, CJK_PUNCT_CLASS, HAN_CLASS, HANGUL_CLASS, KANA_CLASS, is_cjk
 
 # A piece of text and the kind of control it is (None: ordinary text to normalize).
 Piece = tuple[str, "str | None"]
@@ -188,7 +188,7 @@ def _context(m: re.Match, default: str) -> str:
     if _HANGUL_RE.search(near):
         return "ko"
     if _LATIN_RE.search(near):
-        return default if default not in CJK_LANGUAGES else "en"
+        return default if default in LATIN_SCRIPT_LANGUAGES else "en"
     return default
 
 

@@ -45,6 +45,7 @@ LANGUAGE_NAMES = {
 # Latin-script languages the detector chooses among (the handled ones and the commonest others).
 _LATIN_CANDIDATES = ("en", "de", "fr", "es", "it", "pt", "nl", "sv", "da", "no", "fi", "pl", "cs", "ro", "hu",
                      "tr", "vi", "id", "la")
+LATIN_SCRIPT_LANGUAGES = frozenset(_LATIN_CANDIDATES)
 _MIN_LETTERS_TO_DETECT = 40  # fewer Latin letters than this: too short to tell, the default holds
 _MIN_CONFIDENCE = 0.95
 
@@ -109,7 +110,7 @@ def detect_language(text: str, *, pinyin_syllables: int = 0, default: str = "en"
 
 
 def _latin_language(text: str, letters: int, default: str) -> str:
-    fallback = default if default not in CJK_LANGUAGES else "en"
+    fallback = default if default in LATIN_SCRIPT_LANGUAGES else "en"
     if letters < _MIN_LETTERS_TO_DETECT:
         return fallback
     code, confidence = _latin_identifier().classify(text)

@@ -1,4 +1,6 @@
-"""Chapter headings in plain text: "Chapter 12", "CHAPTER XII", "第十二章", "第十二回", "# Title"."""
+"""Chapter headings in plain text: "Chapter 12", "CHAPTER XII", "Kapitel 3", "Chapitre III",
+"Capítulo 2", "第十二章", "第十二回", "제1장", "# Title"
+"""
 from __future__ import annotations
 
 import re
@@ -12,6 +14,10 @@ BUILTIN_PATTERNS = (
     # Chapter 12 / CHAPTER XII. Loomings / Chapter Twenty-One: The Storm / Chapter 3 The Boy
     rf"(?i:chapter|chap\.)\s+{_EN_NUMBER}\b(?:\s*[.:—–-]\s*.*|\s+[A-Z\"“'‘].*)?",
     r"(?i:prologue|epilogue|preface|foreword|introduction|afterword)(?:\s*[.:—–-]\s*.*)?",
+    # German, French, Spanish: Kapitel 3 / Chapitre III. La route / Capítulo 12: El fin
+    rf"(?i:kapitel|chapitre|cap[ií]tulo)\s+(?:\d+|[IVXLCDM]+)\b(?:\s*[.:—–-]\s*.*|\s+[A-ZÀ-Ý\"“'‘«¿¡].*)?",
+    # Korean: 제1장 / 제 3 화 시작
+    r"제\s*[0-9]+\s*[장화부편](?:[\s:：.—-]+.*[^.!?。！？])?",
     # 第十二章 / 第十二回 风雪 / 第3章：开始 (but not the sentence "第一回合他就输了。")
     r"第[0-9零〇一二三四五六七八九十百千万两]+[章回节卷集部篇](?:[\s:：、.．—-]+.*[^。！？!?])?",
     r"(?:序章|序言|楔子|引子|尾声|后记|番外)(?:[\s:：、.．—-]+.*[^。！？!?])?",

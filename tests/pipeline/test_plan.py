@@ -440,7 +440,7 @@ def test_property_plan_bounds_join_and_stable_keys(chapters, target, extra):
     assert all(s.est_frames <= max_frames for s in plan.segments)
     for s in plan.segments:  # markers never reach the model, and the estimate is speech only
         assert not MARKER_RE.search(s.model_text) and not MARKER_RE.search(s.text)
-        assert s.est_frames == seconds_to_frames(estimate_seconds(s.model_text, options.rates))
+        assert s.est_frames == seconds_to_frames(estimate_seconds(s.model_text, options.rates, s.language))
     check_segments_and_markers_join(book, plan)
     previous = {}
     for s in plan.segments:
