@@ -24,10 +24,14 @@ own region. A row is therefore bit-identical whatever else shares the pool and w
 admitted; on CPU also whatever the capacity (tested), on CUDA for one capacity (the GEMM
 kernel may change with the batch size).
 
+Inside audio a row chooses between two slot tokens; only outside audio does it sample free text
+over the whole text vocabulary, whose head is the largest matmul of a small step. The host
+knows from the state machine which rows may sample free text on a step (a row inside audio
+cannot for n_vq+1 steps), and the text head runs for just those rows, `free_text_rows` at a time
+(a fixed shape again, so a row's logits never depend on how many others needed the head).
+
 The host reads the device only at checks: when some row may have sampled free text (only then
-can it stop), when a row reaches its step limit, and at most every `check_every` steps. Between
-checks it knows which steps need the whole text head from the state machine: a row inside audio
-cannot sample free text for n_vq+1 steps.
+can it stop), when a row reaches its step limit, and at most every `check_every` steps.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict, deque
+import heapq
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -59,11 +64,13 @@ from moss_model.sampling import (
 NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
 PREFILL_CHUNK = 128  # prompt tokens per prefill forward
+FREE_TEXT_ROWS = 4  # rows per run of the whole text head
 DEFAULT_MAX_ROW_TOKENS = 2048  # KV slots per row: prompt + generated rows
 DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
 CPU_MEMORY_BUDGET = 2 << 30  # bytes for the pool on CPU when neither capacity nor budget is given
 CUDA_MEMORY_FRACTION = 0.8  # of the free device memory, when neither is given
 NEVER = 1 << 40
+ADMISSION_ORDERS = ("fifo", "longest_first")
 
 
 @dataclass
@@ -214,6 +221,9 @@ class Engine:
     at once; more saves host waits at the cost of slots idling until the next check).
     admit_tokens_per_step: prompt tokens prefilled per step while other rows decode, so that
     admissions never stall the pool for long (an empty pool admits without limit).
+    free_text_rows: rows per run of the whole text head. admission: which queued request takes
+    a free slot: 'fifo' (the order of submission) or 'longest_first' (the largest max_new_frames,
+    so that a bulk job's last rows are short and the pool drains quickly).
     """
 
     def __init__(
@@ -230,9 +240,16 @@ class Engine:
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         check_every: int = 1,
         admit_tokens_per_step: int = 4 * PREFILL_CHUNK,
+        free_text_rows: int = FREE_TEXT_ROWS,
+        admission: str = "fifo",
     ) -> None:
-        if max_row_tokens < 1 or prefill_chunk < 1 or check_every < 1 or admit_tokens_per_step < 1:
-            raise ValueError("max_row_tokens, prefill_chunk, check_every and admit_tokens_per_step must be at least 1")
+        if min(max_row_tokens, prefill_chunk, check_every, admit_tokens_per_step, free_text_rows) < 1:
+            raise ValueError(
+                "max_row_tokens, prefill_chunk, check_every, admit_tokens_per_step and free_text_rows must be at least 1"
+            )
+        if admission not in ADMISSION_ORDERS:
+            raise ValueError(f"admission must be one of {', '.join(ADMISSION_ORDERS)}, got {admission!r}")
+        self.admission = admission
         self.model = model
         self.processor = processor
         c = self.config = model.config
@@ -250,6 +267,7 @@ class Engine:
         self.prefill_chunk = prefill_chunk
         self.check_every = check_every
         self.admit_tokens_per_step = admit_tokens_per_step
+        self.free_text_rows = free_text_rows
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.stats = EngineStats()
         self.n_vq = c.n_vq
@@ -285,26 +303,27 @@ class Engine:
         self.slots = torch.zeros(B, **long)  # each row's cache slot for its next token (= its position)
         self.last_row = torch.zeros(B, 1, C, **long)
         self.out = torch.zeros(B, self.max_row_tokens + 1, C, **long)  # generated rows; the last column is scratch
-        V, A = c.backbone.vocab_size, c.audio_vocab_size + 1
+        self.hidden = torch.zeros(B, c.backbone.hidden_size, dtype=model.dtype, device=device)  # each row's last
         self.logits = StepLogits(
             slots=torch.zeros(B, 2, dtype=model.dtype, device=device),
-            text=torch.zeros(B, V, dtype=model.dtype, device=device),
-            audio=torch.zeros(B, c.n_vq, A, dtype=model.dtype, device=device),
+            audio=torch.zeros(B, c.n_vq, c.audio_vocab_size + 1, dtype=model.dtype, device=device),
         )
+        # The rows that run the whole text head this step, free_text_rows at a time (padded with repeats).
+        self.free_rows = torch.zeros(-(-B // free_text_rows) * free_text_rows, **long)
         self.decode_graphs = StepGraphs(device, "decode step", on_failure=self._drop_compiled_kernels)
         self.sampling_graphs = StepGraphs(device, "sampling step")
 
         # Host side.
-        self._queue: deque[_Request] = deque()
+        self._queue: list[tuple[int, int, _Request]] = []  # a heap: (priority, id, request)
         self._rows: dict[int, _Row] = {}  # slot -> row
         self._free: list[int] = list(range(B - 1, -1, -1))  # popped from the end: lowest slot first
         self._next_id = 0
         self._step = 0  # the next pool step
         self._check_at = NEVER  # check after sampling at this step
         self._last_check = -1
-        self._free_text_from = NEVER  # the first step at which some row may sample free text
         # Per slot, for the host's arithmetic without a loop over rows (+-NEVER when free):
         self._limit_step = np.full(B, NEVER, dtype=np.int64)  # the step at which the row reaches its step limit
+        self._free_text_step = np.full(B, NEVER, dtype=np.int64)  # the first step at which it may sample free text
         self._end_offset = np.full(B, -NEVER, dtype=np.int64)  # prompt_length - admitted_at: the row's slot is this + step
         self._plans: tuple[SamplingPlan, SamplingPlan, SamplingPlan] | None = None
 
@@ -327,7 +346,8 @@ class Engine:
             )
         request = _Request(self._next_id, prompt, int(seed), decoding, max_new_frames, limit)
         self._next_id += 1
-        self._queue.append(request)
+        priority = -max_new_frames if self.admission == "longest_first" else 0
+        heapq.heappush(self._queue, (priority, request.id, request))
         return request.id
 
     @property
@@ -356,13 +376,13 @@ class Engine:
             return []
         started = time.perf_counter()
         step = self._step
-        self._sample(full_text=step >= self._free_text_from)
+        self._sample(np.flatnonzero(self._free_text_step <= step))
         self._step += 1
         self.stats.steps += 1
         self.stats.row_steps += self.capacity
         finished = self._check(step) if step >= self._check_at else []
         if self._rows:
-            self._decode(full_text=step + 1 >= self._free_text_from)
+            self._decode()
         self.stats.step_seconds += time.perf_counter() - started
         return finished
 
@@ -371,7 +391,7 @@ class Engine:
     def _admit(self) -> None:
         budget = self.admit_tokens_per_step if self._rows else NEVER
         while self._queue and self._free and budget > 0:
-            request = self._queue.popleft()
+            _, _, request = heapq.heappop(self._queue)
             slot = self._free.pop()
             started = time.perf_counter()
             budget -= self._prefill(slot, request)
@@ -402,9 +422,9 @@ class Engine:
         hidden = self._prefill_chunks(region, ids, L, T)
         computed += T - L
         self.stats.prefill_tokens += computed
-        logits = model.step_logits(hidden[None], self.slot_ids, full_text=True)
+        logits = model.step_logits(hidden[None], self.slot_ids)
+        self.hidden[slot] = hidden
         self.logits.slots[slot] = logits.slots[0]
-        self.logits.text[slot] = logits.text[0]
         self.logits.audio[slot] = logits.audio[0]
         return computed
 
@@ -456,9 +476,9 @@ class Engine:
         self._limit_step[slot] = step + request.step_limit - 1
         self._end_offset[slot] = T - step
         self.stats.admissions += 1
-        # A row outside audio may sample free text from its first step (which reads the prefill's
-        # whole text head); one inside audio only after a delay slot and n_vq forced steps.
-        self._free_text_from = min(self._free_text_from, step if not in_audio else step + self.n_vq + 1)
+        # A row outside audio may sample free text from its first step; one inside audio only
+        # after a delay slot and n_vq forced steps.
+        self._free_text_step[slot] = step if not in_audio else step + self.n_vq + 1
         self._schedule_check()
 
     def _load_seen(self, slot: int, ids: torch.Tensor) -> None:
@@ -486,26 +506,32 @@ class Engine:
             )
         return self._plans
 
-    def _sample(self, full_text: bool) -> None:
+    def _sample(self, free_rows: np.ndarray) -> None:
+        """Sample every slot; `free_rows`: the slots that may sample free text."""
         plans = self._current_plans()
-        step = lambda: self._sample_rows(full_text, *plans)  # noqa: E731
+        G = self.free_text_rows
+        runs = -(-len(free_rows) // G)
+        if runs:
+            padded = np.resize(free_rows, runs * G)  # repeats fill the last run: a repeated row samples the same token
+            self.free_rows[: runs * G].copy_(torch.from_numpy(padded))
+        step = lambda: self._sample_rows(runs, *plans)  # noqa: E731
         if self.decode_mode == "graph":
-            self.sampling_graphs.run((full_text, plans, self.seen is not None), step, self._sampling_mutable)
+            self.sampling_graphs.run((runs, plans, self.seen is not None), step, self._sampling_mutable)
         else:
             step()
 
     def _sampling_mutable(self) -> list[torch.Tensor]:
         tensors = [self.stopped, self.in_audio, self.audio_len, self.delay, self.new_frames, self.forced_close,
-                   self.row_step, self.useful, self.slots, self.last_row, self.out]
+                   self.row_step, self.useful, self.slots, self.last_row, self.out]  # (self.hidden is only read)
         return tensors + ([self.seen] if self.seen is not None else [])
 
     def _sample_rows(
-        self, full_text: bool, slot_plan: SamplingPlan, text_plan: SamplingPlan, audio_plan: SamplingPlan
+        self, free_text_runs: int, slot_plan: SamplingPlan, text_plan: SamplingPlan, audio_plan: SamplingPlan
     ) -> None:
         """Sample one row [B, 1+n_vq] for every slot from self.logits and advance the state machine in place.
 
-        full_text: self.logits.text holds this step's whole text head (the host guarantees it
-        whenever some row may sample free text).
+        free_text_runs: runs of the whole text head over self.free_rows, which hold every row
+        that may sample free text on this step (the host guarantees it).
         """
         c = self.config
         keys = step_keys(self.keys, self.row_step)
@@ -518,15 +544,16 @@ class Engine:
         in_audio = self.in_audio & ~forced_end
         samples_text = ~self.stopped & ~delaying
 
-        if full_text:
-            # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
-            text_logits = self.logits.text.float()
+        # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
+        free_text = torch.full_like(self.delay, c.pad_token_id)
+        G = self.free_text_rows
+        for run in range(free_text_runs):
+            rows = self.free_rows[run * G : (run + 1) * G]
+            text_logits = self.model.free_text_logits(self.hidden[rows]).float()
             text_logits.index_fill_(1, self.free_text_forbidden, float("-inf"))
-            early = self.row_step <= self.n_vq
+            early = self.row_step[rows] <= self.n_vq
             text_logits[:, c.im_end_token_id] = text_logits[:, c.im_end_token_id].masked_fill(early, float("-inf"))
-            free_text = sample_rows(text_logits, self.text_params, text_plan, keys, 0)
-        else:
-            free_text = torch.full_like(self.delay, c.pad_token_id)  # no row samples free text now
+            free_text.scatter_(0, rows, sample_rows(text_logits, self.text_params.select(rows), text_plan, keys[rows], 0))
         # Inside audio: only the generation slot or the delay slot.
         slot_logits = self.logits.slots.float()
         slot_logits[:, 1] = slot_logits[:, 1].masked_fill(first, float("-inf"))
@@ -576,23 +603,21 @@ class Engine:
         self.row_step += live.long()
         self.slots.copy_((self.prompt_length + self.row_step - 1).clamp(0, self.max_row_tokens - 1))
 
-    def _decode(self, full_text: bool) -> None:
+    def _decode(self) -> None:
         end = min(int(self._end_offset.max()) + self._step, self.max_row_tokens)  # no row holds more tokens
         window = end if self.decode_mode == "eager" else min(round_to_window(end), self.max_row_tokens)
-        step = lambda: self._decode_rows(window, full_text)  # noqa: E731
+        step = lambda: self._decode_rows(window)  # noqa: E731
         if self.decode_mode == "graph":
-            self.decode_graphs.run((window, full_text), step)
+            self.decode_graphs.run(window, step)
         else:
             step()
 
-    def _decode_rows(self, window: int, full_text: bool) -> None:
-        logits = self.model.decode_rows(
-            self.last_row, self.slots, self.cache.window(window), self.slot_ids, full_text, self.kernels
-        )
+    def _decode_rows(self, window: int) -> None:
+        hidden = self.model.decode_rows(self.last_row, self.slots, self.cache.window(window), self.kernels)
+        logits = self.model.step_logits(hidden, self.slot_ids)
+        self.hidden.copy_(hidden)
         self.logits.slots.copy_(logits.slots)
         self.logits.audio.copy_(logits.audio)
-        if full_text:
-            self.logits.text.copy_(logits.text)
 
     def _drop_compiled_kernels(self) -> None:
         self.kernels = EAGER_KERNELS  # torch.compile errors are RuntimeErrors too
@@ -602,7 +627,7 @@ class Engine:
     def _schedule_check(self) -> None:
         """The next check: when some row may have sampled free text or reaches its step limit."""
         limits = int(self._limit_step.min())
-        self._check_at = max(min(self._free_text_from, limits), self._last_check + self.check_every)
+        self._check_at = max(min(int(self._free_text_step.min()), limits), self._last_check + self.check_every)
 
     def _check(self, step: int) -> list[Finished]:
         """Read the row states (the host waits here), retire rows that ended, plan the next check."""
@@ -611,12 +636,14 @@ class Engine:
         done = self.active & (self.stopped | (self.row_step >= self.step_limit))
         until = torch.where(self.in_audio, self.n_vq + 1, 0)  # a delay slot, then n_vq forced steps
         until = torch.where(self.delay >= 1, self.n_vq + 1 - self.delay, until)
-        until = torch.where(self.active & ~done, until, NEVER).min()
-        read = torch.cat([torch.stack([done.long(), self.forced_close.long(), self.row_step]).flatten(),
-                          torch.stack([until, self.useful])]).cpu()
+        read = torch.cat([torch.stack([done.long(), self.forced_close.long(), self.row_step, until]).flatten(),
+                          self.useful.view(1)]).cpu()
         B = self.capacity
-        done, forced_close, row_step = read[:B].numpy(), read[B : 2 * B].numpy(), read[2 * B : 3 * B].numpy()
-        until, self.stats.useful_row_steps = int(read[-2]), int(read[-1])
+        done, forced_close, row_step, until = (read[i * B : (i + 1) * B].numpy() for i in range(4))
+        self.stats.useful_row_steps = int(read[-1])
+        occupied = np.zeros(B, dtype=bool)
+        occupied[list(self._rows)] = True
+        self._free_text_step = np.where(occupied & (done == 0), step + 1 + until, NEVER)
         finished = []
         ended = np.flatnonzero(done).tolist()
         if ended:
@@ -632,7 +659,6 @@ class Engine:
             self._limit_step[ended] = NEVER
             self._end_offset[ended] = -NEVER
             self._plans = None
-        self._free_text_from = step + 1 + until if self._rows else NEVER
         self._schedule_check()
         return finished
 

@@ -25,10 +25,10 @@ class Logits:
 
 @dataclass
 class StepLogits:
-    """One position per row, as the generation engine samples them."""
+    """One position per row, as the generation engine samples them inside audio (the whole text
+    head is `free_text_logits`, computed only for the rows that may sample free text)."""
 
     slots: torch.Tensor  # B, 2: the generation slot's and the delay slot's text scores
-    text: torch.Tensor | None  # B, text_vocab: the whole text head, when some row may sample free text
     audio: torch.Tensor  # B, n_vq, audio_vocab+1 (the pad class is -inf)
 
 
@@ -144,34 +144,34 @@ class MossTTSDelayModel(nn.Module):
             hidden = hidden[:, -1:]
         return self.heads(hidden, text_ids)
 
-    def step_logits(self, hidden: torch.Tensor, slot_ids: torch.Tensor, full_text: bool) -> StepLogits:
-        """hidden [B, hidden] -> the engine's logits: the two slot scores always (computed the
-        same way on every step, so a row's choice inside audio never depends on whether another
-        row needed the whole text head), the whole text head when asked, every audio head."""
+    def step_logits(self, hidden: torch.Tensor, slot_ids: torch.Tensor) -> StepLogits:
+        """hidden [B, hidden] -> the two slot scores (computed the same way on every step, so a
+        row's choice inside audio never depends on what other rows needed) and every audio head."""
         slots = hidden @ self.text_head[slot_ids].T
-        text = hidden @ self.text_head.T if full_text else None
         B, H = hidden.shape
         audio = (hidden @ self.audio_heads.view(-1, H).T).view(B, *self.audio_heads.shape[:2])
         audio[..., -1] = float("-inf")
-        return StepLogits(slots=slots, text=text, audio=audio)
+        return StepLogits(slots=slots, audio=audio)
+
+    def free_text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [G, hidden] -> the whole text head [G, text_vocab]."""
+        return hidden @ self.text_head.T
 
     def decode_rows(
         self,
         input_ids: torch.Tensor,  # B, 1, 1+n_vq
         slots: torch.Tensor,  # B long: each row's cache slot (and position) for this token
         cache: KVCache,  # a window holding every row's tokens so far
-        slot_ids: torch.Tensor,  # the two slot token ids
-        full_text: bool,
         kernels: LayerKernels = EAGER_KERNELS,
-    ) -> StepLogits:
-        """One new token per row into its own cache slot, attending over the row's slots 0..slot.
+    ) -> torch.Tensor:
+        """One new token per row into its own cache slot, attending over the row's slots 0..slot;
+        the last hidden states [B, hidden] (heads: `step_logits`, `free_text_logits`).
 
         Every shape and address depends only on the batch and the window, so a CUDA graph can
         capture the step and replay it. `kernels` may be the compiled layer halves
         (`backbone.compiled_layer_kernels()`).
         """
-        hidden = self.language_model.decode(self.embed(input_ids), slots, cache, kernels)
-        return self.step_logits(hidden[:, 0], slot_ids, full_text)
+        return self.language_model.decode(self.embed(input_ids), slots, cache, kernels)[:, 0]
 
     def allocate_cache(self, batch: int, capacity: int) -> KVCache:
         return KVCache.allocate(self.config.backbone, batch, capacity, dtype=self.dtype, device=self.device)

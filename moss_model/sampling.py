@@ -185,6 +185,13 @@ class RowSamplingParams:
     def tensors(self) -> list[torch.Tensor]:
         return [self.temperature, self.top_k, self.top_p, self.repetition_penalty]
 
+    def select(self, rows: torch.Tensor) -> RowSamplingParams:
+        """The settings of `rows` (an index tensor), as a new set."""
+        selected = RowSamplingParams.__new__(RowSamplingParams)
+        for name in ("temperature", "top_k", "top_p", "repetition_penalty"):
+            setattr(selected, name, getattr(self, name)[rows])
+        return selected
+
 
 def apply_row_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
     """apply_repetition_penalty with a penalty per row (logits [B, ..., V], seen bool like logits, penalty [B])."""

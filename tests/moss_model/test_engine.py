@@ -58,8 +58,8 @@ def test_rows_are_identical_whatever_the_capacity_and_the_admission_order(undeci
     shuffled = list(range(len(work)))
     random.Random(3).shuffle(shuffled)
     for capacity in (1, 3, 8):
-        for order in (None, shuffled[::-1] if capacity == 3 else shuffled):
-            engine = Engine(tts.model, tts.processor, capacity, max_row_tokens=512)
+        for order, admission in ((None, "fifo"), (shuffled, "fifo"), (shuffled[::-1], "longest_first")):
+            engine = Engine(tts.model, tts.processor, capacity, max_row_tokens=512, admission=admission)
             results = run(engine, work, decoding, order)
             assert engine.occupancy == 0 and engine.queued == 0
             for i, (prompt, seed, limit) in enumerate(work):
@@ -118,6 +118,17 @@ def test_rows_leave_at_once_and_queued_requests_take_their_slots(tiny_model):
     assert stats.useful_fraction > 0.5
 
 
+def test_longest_first_admission(tiny_model):
+    tts = tiny_model
+    prompt = tts.processor.build_prompt(SpeechRequest(text="Order."))
+    engine = Engine(tts.model, tts.processor, 1, max_row_tokens=512, admission="longest_first")
+    ids = [engine.submit(prompt, i, DecodingParams.greedy(), limit) for i, limit in enumerate([3, 9, 5, 9])]
+    order = [f.request_id for f in engine.run()]
+    assert order == [ids[1], ids[3], ids[2], ids[0]]  # the longest first; ties in the order of submission
+    with pytest.raises(ValueError, match="admission must be one of fifo, longest_first"):
+        Engine(tts.model, tts.processor, 1, admission="random")
+
+
 def test_a_prefix_cache_hit_gives_the_logits_of_a_full_prefill(tiny_model):
     tts = tiny_model
     voice = codes(tts, 150, seed=2)  # a shared head longer than one prefill chunk
@@ -136,13 +147,15 @@ def test_a_prefix_cache_hit_gives_the_logits_of_a_full_prefill(tiny_model):
     cold.submit(second, 2, max_new_frames=5)
     cold._admit()
     assert cold.stats.prefix_cache_tokens == 0
-    for name in ("slots", "text", "audio"):
+    assert torch.equal(warm.hidden[1], cold.hidden[0])  # the whole text head is computed from it
+    for name in ("slots", "audio"):
         assert torch.equal(getattr(warm.logits, name)[1], getattr(cold.logits, name)[0]), name
     T = second.ids.shape[0]
     assert torch.equal(warm.cache.keys[:, 1, :, :T], cold.cache.keys[:, 0, :, :T])
     with torch.no_grad():
         full = tts.model(second.ids[None])  # one forward over the whole prompt, no cache, no chunks
-    torch.testing.assert_close(warm.logits.text[1], full.text[0, -1], rtol=1e-4, atol=1e-4)
+    text = tts.model.free_text_logits(warm.hidden[1:2])[0]
+    torch.testing.assert_close(text, full.text[0, -1], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(warm.logits.audio[1], full.audio[0, -1], rtol=1e-4, atol=1e-4)
 
 

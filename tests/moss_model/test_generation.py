@@ -247,11 +247,11 @@ def test_every_decode_mode_generates_the_same_rows(undecided, decoding, monkeypa
     for _ in range(2):  # the second run replays the recordings of the first, state buffers reloaded
         for ours, expected in zip(run_engine(engine, prompts, seeds, decoding, 40), eager):
             assert torch.equal(ours.rows, expected.rows)
-    windows = {window for window, _ in engine.decode_graphs.replays}
-    variants = {full_text for _, full_text in engine.decode_graphs.replays}
-    assert variants == {True, False}  # the whole text head, and the two slots only
+    windows = set(engine.decode_graphs.replays)
     assert len(windows) >= 3 and all(w % 16 == 0 for w in windows)  # one per 16 slots reached
-    assert engine.sampling_graphs.replays and not engine.sampling_graphs.capture_failed
+    text_head_runs = {runs for runs, _, _ in engine.sampling_graphs.replays}
+    assert 0 in text_head_runs and 1 in text_head_runs  # inside audio only, and with the text head
+    assert not engine.sampling_graphs.capture_failed
 
 
 def test_engines_are_kept_by_batch_size_and_grow(tiny_model):

@@ -1,0 +1,192 @@
+"""The continuous-batching engine against static batches, on a stream of narration-shaped requests.
+
+    python bench/engine.py                                   # tiny config on CPU: 200 requests, capacity 32
+    python bench/engine.py --json out.json                   # also write the figures the issue names
+    python bench/engine.py --config 8b --device cuda         # audio-s/s at capacity 64 and 128 (a GPU run)
+
+The requests follow the Moby-Dick plan (`../shared/data/books/moby-dick.epub`): a sample of its
+segments, evenly spaced through the book, each asking for the plan's estimated frames. Every
+prompt carries the same voice reference, so they share one head (the prefix cache's case).
+The random model is steered into audio and kept there (as in bench/generate.py), so each row
+runs exactly to its own frame limit: the plan's estimate.
+
+The same stream then runs as static batches of the same size in the same process: a batch is
+submitted whole and the next waits until its longest row ends (what `generate()` on fixed
+batches did). Both print steps, wall time, the useful-row fraction (row-steps of rows still
+generating / row-steps computed), audio seconds per wall second and the prefix cache's share
+of the prompt tokens. With --config 8b the script prints audio-s/s at each --capacities entry
+(the 8B shape in bf16 with random weights, about 440-token prompts and 190-frame segments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from generate import build  # noqa: E402  (the tiny and 8B shapes with random weights)
+
+from moss_model.engine import Engine, request_tokens  # noqa: E402
+from moss_model.processor import SpeechRequest  # noqa: E402
+from moss_model.sampling import DecodingParams  # noqa: E402
+
+BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "books" / "moby-dick.epub"
+FRAMES_PER_SECOND = 12.5
+
+
+def plan_frames(book: Path, count: int) -> tuple[list[int], str]:
+    """Estimated frames of `count` segments spread evenly through the book's plan."""
+    if not book.is_file():
+        rng = np.random.default_rng(0)  # a bare clone: a seeded draw shaped like the book's plan
+        return [int(x) for x in np.clip(rng.normal(160, 80, count), 4, 375)], f"seeded draw ({book} not found)"
+    from pipeline.keys import KeyInputs
+    from pipeline.plan import PlanOptions, build_plan
+    from pipeline.reading import read_book
+
+    keys = KeyInputs(voice_id="bench", model_id="bench", model_revision="bench", decoding={}, seed_policy="from_key",
+                     carryover_bound_frames=250)
+    segments = build_plan(read_book(book), PlanOptions(), None, keys).segments
+    stride = max(1, len(segments) // count)
+    return [max(1, s.est_frames) for s in segments[::stride][:count]], f"{book.name}, {len(segments)} segments"
+
+
+def prompts_for(processor, frames: list[int], voice_frames: int, text_words: int, n_vq: int):
+    voice = torch.randint(0, 1024, (voice_frames, n_vq), generator=torch.Generator().manual_seed(0))
+    words = "call me ishmael some years ago never mind how long precisely having little or no money".split()
+    prompts = []
+    for i in range(len(frames)):
+        text = " ".join(words[(i + j) % len(words)] for j in range(text_words)) + "."
+        prompts.append(processor.build_prompt(SpeechRequest(text=text, reference=[voice])))
+    return prompts
+
+
+def make_engine(model, processor, capacity: int, work, mode: str) -> Engine:
+    rows = max(request_tokens(p, f, model.config.n_vq) for p, f in work)
+    return Engine(model, processor, capacity, max_row_tokens=rows, decode_mode=mode)
+
+
+def run_continuous(engine: Engine, work, decoding) -> float:
+    for i, (prompt, frames) in enumerate(work):
+        engine.submit(prompt, i, decoding, frames)
+    started = time.perf_counter()
+    for _ in engine.run():
+        pass
+    synchronize(engine)
+    return time.perf_counter() - started
+
+
+def run_static(engine: Engine, work, decoding, batch: int) -> float:
+    started = time.perf_counter()
+    for first in range(0, len(work), batch):
+        for i, (prompt, frames) in enumerate(work[first : first + batch]):
+            engine.submit(prompt, first + i, decoding, frames)
+        for _ in engine.run():  # the next batch waits for this one's longest row
+            pass
+    synchronize(engine)
+    return time.perf_counter() - started
+
+
+def synchronize(engine: Engine) -> None:
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
+
+
+def report(name: str, engine: Engine, seconds: float, frames: int) -> dict:
+    s = engine.stats
+    audio_seconds = frames / FRAMES_PER_SECOND
+    figures = {
+        "seconds": seconds, "steps": s.steps, "ms_per_step": seconds / max(1, s.steps) * 1000,
+        "useful_fraction": s.useful_fraction, "audio_seconds_per_second": audio_seconds / seconds,
+        "prefix_cache_saved_fraction": s.prefix_cache_saved_fraction, "host_checks": s.host_checks,
+        "prefill_seconds": s.prefill_seconds,
+    }
+    print(f"{name:>10}: {seconds:7.2f} s, {s.steps:5d} steps ({figures['ms_per_step']:.2f} ms/step), "
+          f"useful rows {s.useful_fraction:.3f}, {figures['audio_seconds_per_second']:.1f} audio-s/s, "
+          f"prefill {s.prefill_seconds:.2f} s ({s.prefill_tokens} tokens computed, "
+          f"{s.prefix_cache_saved_fraction:.0%} from the prefix cache), {s.host_checks} host checks")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["tiny", "8b"], default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="default: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--capacity", type=int, default=32, help="tiny: the pool and the static batch size")
+    parser.add_argument("--capacities", type=int, nargs="+", default=[64, 128], help="8b: pool sizes to time")
+    parser.add_argument("--voice-frames", type=int, default=None, help="reference length (default: tiny 125, 8b 330)")
+    parser.add_argument("--segment-frames", type=int, default=190, help="8b: frames per segment")
+    parser.add_argument("--decode", default="auto", help="decode mode (see moss_model.decoders)")
+    parser.add_argument("--book", type=Path, default=BOOK)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
+    if args.device == "cpu":
+        torch.set_num_threads(torch.get_num_threads())
+    model, processor = build(args.config, args.device, dtype)
+    decoding = DecodingParams()
+    n_vq = model.config.n_vq
+
+    if args.config == "8b":
+        return run_8b(args, model, processor, decoding)
+
+    frames, source = plan_frames(args.book, args.requests)
+    prompts = prompts_for(processor, frames, args.voice_frames or 125, 24, n_vq)
+    work = list(zip(prompts, frames))
+    total_frames = sum(frames)
+    print(f"config={args.config} device={args.device} dtype={dtype} requests={len(work)} capacity={args.capacity}")
+    print(f"frames per request from {source}: mean {np.mean(frames):.0f}, max {max(frames)}; "
+          f"prompts {np.mean([p.ids.shape[0] for p in prompts]):.0f} tokens, shared head {prompts[0].shared_length}")
+    static_engine = make_engine(model, processor, args.capacity, work, args.decode)
+    static_s = run_static(static_engine, work, decoding, args.capacity)
+    static = report("static", static_engine, static_s, total_frames)
+    engine = make_engine(model, processor, args.capacity, work, args.decode)
+    continuous_s = run_continuous(engine, work, decoding)
+    continuous = report("continuous", engine, continuous_s, total_frames)
+    figures = {
+        "useful_fraction": continuous["useful_fraction"],
+        "static_useful_fraction": static["useful_fraction"],
+        "speedup_vs_static": static_s / continuous_s,
+        "prefix_cache_saved_fraction": continuous["prefix_cache_saved_fraction"],
+        "continuous": continuous, "static": static,
+    }
+    print(f"speed-up vs static batches: {figures['speedup_vs_static']:.2f}x (target 2); useful fraction "
+          f"{figures['useful_fraction']:.3f} (target 0.9) vs {figures['static_useful_fraction']:.3f}; prefix cache saved "
+          f"{figures['prefix_cache_saved_fraction']:.0%} of prompt tokens")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def run_8b(args, model, processor, decoding) -> int:
+    """Audio-s/s of a full pool of 8B rows (steady state: twice the capacity in requests)."""
+    n_vq = model.config.n_vq
+    results = {}
+    for capacity in args.capacities:
+        frames = [args.segment_frames] * (2 * capacity)
+        prompts = prompts_for(processor, frames, args.voice_frames or 330, 40, n_vq)
+        work = list(zip(prompts, frames))
+        print(f"capacity {capacity}: {len(work)} requests, prompts {prompts[0].ids.shape[0]} tokens "
+              f"(shared head {prompts[0].shared_length}), {args.segment_frames} frames each")
+        engine = make_engine(model, processor, capacity, work[:capacity], args.decode)
+        run_continuous(engine, work[:capacity], decoding)  # warm-up: graph capture, compilation
+        engine.stats = type(engine.stats)()
+        seconds = run_continuous(engine, work, decoding)
+        results[capacity] = report(f"pool {capacity}", engine, seconds, sum(frames))
+    if args.json:
+        args.json.write_text(json.dumps({"audio_seconds_per_second": {k: v["audio_seconds_per_second"] for k, v in results.items()},
+                                         "runs": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
