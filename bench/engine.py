@@ -68,9 +68,9 @@ def prompts_for(processor, frames: list[int], voice_frames: int, text_words: int
     return prompts
 
 
-def make_engine(model, processor, capacity: int, work, mode: str) -> Engine:
+def make_engine(model, processor, capacity: int, work, mode: str, admission: str = "fifo") -> Engine:
     rows = max(request_tokens(p, f, model.config.n_vq) for p, f in work)
-    return Engine(model, processor, capacity, max_row_tokens=rows, decode_mode=mode)
+    return Engine(model, processor, capacity, max_row_tokens=rows, decode_mode=mode, admission=admission)
 
 
 def run_continuous(engine: Engine, work, decoding) -> float:
@@ -126,12 +126,14 @@ def main() -> int:
     parser.add_argument("--voice-frames", type=int, default=None, help="reference length (default: tiny 125, 8b 330)")
     parser.add_argument("--segment-frames", type=int, default=190, help="8b: frames per segment")
     parser.add_argument("--decode", default="auto", help="decode mode (see moss_model.decoders)")
+    parser.add_argument("--admission", default="longest_first", help="the continuous engine's admission order")
     parser.add_argument("--book", type=Path, default=BOOK)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
-    if args.device == "cpu":
-        torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, processor = build(args.config, args.device, dtype)
     decoding = DecodingParams()
     n_vq = model.config.n_vq
@@ -149,7 +151,7 @@ def main() -> int:
     static_engine = make_engine(model, processor, args.capacity, work, args.decode)
     static_s = run_static(static_engine, work, decoding, args.capacity)
     static = report("static", static_engine, static_s, total_frames)
-    engine = make_engine(model, processor, args.capacity, work, args.decode)
+    engine = make_engine(model, processor, args.capacity, work, args.decode, args.admission)
     continuous_s = run_continuous(engine, work, decoding)
     continuous = report("continuous", engine, continuous_s, total_frames)
     figures = {
@@ -177,7 +179,7 @@ def run_8b(args, model, processor, decoding) -> int:
         work = list(zip(prompts, frames))
         print(f"capacity {capacity}: {len(work)} requests, prompts {prompts[0].ids.shape[0]} tokens "
               f"(shared head {prompts[0].shared_length}), {args.segment_frames} frames each")
-        engine = make_engine(model, processor, capacity, work[:capacity], args.decode)
+        engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission)
         run_continuous(engine, work[:capacity], decoding)  # warm-up: graph capture, compilation
         engine.stats = type(engine.stats)()
         seconds = run_continuous(engine, work, decoding)

@@ -1,4 +1,4 @@
-"""Sampling with per-row seeds that do not depend on the rest of the batch.
+"""Sampling with per-row seeds and settings that do not depend on the rest of the batch.
 
 Random numbers come from a counter-based hash of (row seed, step, channel, token id) rather
 than a shared generator: a row draws the same numbers whatever else is in the batch, on CPU
@@ -98,41 +98,6 @@ def gumbel(u: torch.Tensor) -> torch.Tensor:
     return -torch.log(-torch.log(u)).float()
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Push down tokens already seen (logits [..., V], seen bool [..., V])."""
-    if penalty == 1.0:
-        return logits
-    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(seen, penalized, logits)
-
-
-def sample(
-    logits: torch.Tensor,  # B, ..., V (float)
-    params: SamplingParams,
-    keys: torch.Tensor,  # B, from step_keys
-    channel: torch.Tensor | int,
-) -> torch.Tensor:
-    """Token ids [B, ...]: greedy, or top-k then top-p then a seeded draw."""
-    if params.greedy:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / params.temperature
-    vocab = logits.shape[-1]
-    if params.top_k and params.top_k < vocab:
-        values, ids = torch.topk(logits, params.top_k, dim=-1)
-    elif params.top_p < 1.0:
-        values, ids = torch.sort(logits, dim=-1, descending=True)
-    else:
-        ids = torch.arange(vocab, device=logits.device).expand_as(logits)
-        values = logits
-    if params.top_p < 1.0:
-        probs = torch.softmax(values, dim=-1)
-        before = torch.cumsum(probs, dim=-1) - probs  # mass of the better-ranked candidates
-        values = values.masked_fill(before > params.top_p, float("-inf"))
-    noise = gumbel(uniform(keys, channel, ids))
-    choice = (values + noise).argmax(dim=-1, keepdim=True)
-    return ids.gather(-1, choice).squeeze(-1)
-
-
 @dataclass(frozen=True)
 class SamplingPlan:
     """The truncation work one channel group needs over a vocabulary, for every row at once.
@@ -207,23 +172,27 @@ def sample_rows(
     keys: torch.Tensor,  # B, from step_keys
     channel: torch.Tensor | int,
 ) -> torch.Tensor:
-    """`sample` with settings per row: token ids [B, ...]. Every row draws its own numbers, so a
-    row's choice does not depend on the other rows (up to rounding of the top-p mass when rows
-    with different top-k widths share a batch)."""
-    greedy_choice = logits.argmax(dim=-1)
+    """Token ids [B, ...]: greedy, or top-k then top-p then a seeded draw, with settings per row.
+
+    Every row draws its own numbers, so a row's choice does not depend on the other rows (up to
+    rounding of the top-p mass when rows with different top-k widths share a batch). The draw
+    is the Gumbel-max trick: argmax of logits/temperature + Gumbel noise keyed by token id.
+    """
     if not plan.sampled:
-        return greedy_choice
+        return logits.argmax(dim=-1)
     shape = (-1,) + (1,) * (logits.dim() - 1)
     temperature = rows.temperature.view(shape)
-    scaled = logits.float() / torch.where(temperature > 0, temperature, torch.ones_like(temperature))
-    vocab = scaled.shape[-1]
+    temperature = torch.where(temperature > 0, temperature, torch.ones_like(temperature))
+    vocab = logits.shape[-1]
+    # Dividing by a positive temperature keeps the order: candidates first, then scale only them.
     if plan.candidates is not None:
-        values, ids = torch.topk(scaled, plan.candidates, dim=-1)
+        values, ids = torch.topk(logits, plan.candidates, dim=-1)
     elif plan.sort:
-        values, ids = torch.sort(scaled, dim=-1, descending=True)
+        values, ids = torch.sort(logits, dim=-1, descending=True)
     else:
-        ids = torch.arange(vocab, device=scaled.device).expand_as(scaled)
-        values = scaled
+        ids = torch.arange(vocab, device=logits.device).expand_as(logits)
+        values = logits
+    values = values.float() / temperature
     if plan.cut_by_rank:
         rank = torch.arange(values.shape[-1], device=values.device)
         top_k = rows.top_k.view(shape)
@@ -237,5 +206,5 @@ def sample_rows(
     choice = (values + noise).argmax(dim=-1, keepdim=True)
     sampled = ids.gather(-1, choice).squeeze(-1)
     if plan.greedy:
-        sampled = torch.where(rows.temperature.view(shape[:-1]) == 0, greedy_choice, sampled)
+        sampled = torch.where(rows.temperature.view(shape[:-1]) == 0, logits.argmax(dim=-1), sampled)
     return sampled

@@ -6,10 +6,33 @@ import torch
 from moss_model.engine import Engine
 from moss_model.generation import Generator
 from moss_model.processor import SpeechRequest
-from moss_model.sampling import DecodingParams, SamplingParams, row_keys, sample, step_keys
+from moss_model.sampling import DecodingParams, RowSamplingParams, SamplingParams, SamplingPlan, gumbel, row_keys, sample_rows, step_keys, uniform
 from tests.moss_model.conftest import replay_on_cpu
 
 TEXTS = ["Hello there, this is the first request.", "Short.", "A third one, of middling length here."]
+
+
+def sample(logits, params, keys, channel):
+    """The reference draw for one batch of rows sharing `params`, written from the description in
+    moss_model.sampling: greedy, or logits/temperature cut to the top k, then to the top-p mass,
+    then the argmax of the values plus Gumbel noise keyed by (row key, channel, token id)."""
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / params.temperature
+    vocab = logits.shape[-1]
+    if params.top_k and params.top_k < vocab:
+        values, ids = torch.topk(logits, params.top_k, dim=-1)
+    elif params.top_p < 1.0:
+        values, ids = torch.sort(logits, dim=-1, descending=True)
+    else:
+        ids = torch.arange(vocab).expand_as(logits)
+        values = logits
+    if params.top_p < 1.0:
+        probs = torch.softmax(values, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs
+        values = values.masked_fill(before > params.top_p, float("-inf"))
+    choice = (values + gumbel(uniform(keys, channel, ids))).argmax(dim=-1, keepdim=True)
+    return ids.gather(-1, choice).squeeze(-1)
 
 
 def naive_generate(model, prompt, seed, decoding, max_steps, max_new_frames):
@@ -154,17 +177,36 @@ def test_continuation_starts_inside_audio_and_leaves_the_prefix_out(tiny_model):
     assert result.frames.shape[0] == first_delay + 1  # new frames only: gen slots plus the delay-slot row
 
 
+def sample_all(logits, params, keys):
+    rows = RowSamplingParams(logits.shape[0], logits.device)
+    for row in range(logits.shape[0]):
+        rows.set(row, params[row] if isinstance(params, list) else params)
+    plan = SamplingPlan.for_rows(params if isinstance(params, list) else [params], logits.shape[-1])
+    return sample_rows(logits, rows, plan, keys, 0)
+
+
 def test_sampling_respects_top_k_and_top_p():
     logits = torch.tensor([[5.0, 4.0, 3.0, -1.0, -2.0]]).repeat(400, 1)
     keys = step_keys(row_keys(torch.arange(400)), 0)
-    picks = sample(logits, SamplingParams(temperature=1.0, top_k=2), keys, 0)
+    picks = sample_all(logits, SamplingParams(temperature=1.0, top_k=2), keys)
     assert set(picks.tolist()) == {0, 1}
-    picks = sample(logits, SamplingParams(temperature=1.0, top_p=0.5), keys, 0)
+    picks = sample_all(logits, SamplingParams(temperature=1.0, top_p=0.5), keys)
     assert set(picks.tolist()) == {0}  # token 0 alone holds over half the mass
-    picks = sample(logits, SamplingParams(temperature=1.0), keys, 0)
+    picks = sample_all(logits, SamplingParams(temperature=1.0), keys)
     share = (picks == 0).float().mean().item()
     expected = torch.softmax(logits[0], -1)[0].item()
     assert abs(share - expected) < 0.08
+
+
+def test_each_row_samples_with_its_own_settings():
+    """Rows with other settings in one batch draw what each would draw in a batch of its own kind."""
+    logits = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * 3
+    keys = step_keys(row_keys(torch.arange(6)), 3)
+    settings = [SamplingParams(0.0), SamplingParams(1.0, top_k=5), SamplingParams(0.7, top_p=0.6),
+                SamplingParams(1.3), SamplingParams(1.0, top_k=12, top_p=0.9), SamplingParams(0.0)]
+    together = sample_all(logits, settings, keys)
+    for row, params in enumerate(settings):
+        assert int(together[row]) == int(sample(logits[row : row + 1], params, keys[row : row + 1], 0)), row
 
 
 def test_hash_matches_python_reference():
