@@ -3,10 +3,11 @@
 Every file is written under a temporary name next to its destination and renamed into
 place when complete, so a crash never leaves a truncated file with the final name.
 
-The M4B is built by FFmpeg from the chapters' FLAC masters with the concat demuxer: audio
-streams from disk through FFmpeg and never sits in memory as a whole, and no WAV header
-(with its 32-bit sizes) is involved, so books past 4 GB of PCM or 12 hours work. MP4 switches
-to 64-bit offsets by itself when the output needs them.
+The M4B is built by FFmpeg from the chapters' FLAC masters with the concat demuxer, or from
+PCM streamed chapter by chapter through a pipe (when its audio must differ from the masters):
+audio never sits in memory as a whole, and no WAV header (with its 32-bit sizes) is involved,
+so books past 4 GB of PCM or 12 hours work. MP4 switches to 64-bit offsets by itself when the
+output needs them. Tags are written with mutagen (``pipeline.tags``) before the rename.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import soundfile
+
+from pipeline.tags import Cover, Tags, iso639_2, write_tags
 
 STDERR_TAIL_CHARS = 3000
 
@@ -80,11 +83,15 @@ def ffmpeg_executable() -> str:
 _PIPE_CHUNK = 1 << 20  # samples written to FFmpeg's stdin at a time
 
 
-def run_ffmpeg(args: Sequence[str], what: str, pcm: np.ndarray | None = None) -> None:
+PcmSource = np.ndarray | Iterable[np.ndarray]
+
+
+def run_ffmpeg(args: Sequence[str], what: str, pcm: PcmSource | None = None) -> None:
     """Run ``ffmpeg <args>`` quietly; raise ``FfmpegError`` (with stderr's tail) on failure.
 
-    With ``pcm``, those samples (mono float32) are streamed to FFmpeg's stdin in chunks;
-    ``args`` must then read ``pipe:0`` (see ``pcm_input_args``).
+    With ``pcm`` (mono float samples: one array, or arrays one after another), the samples
+    are streamed to FFmpeg's stdin in chunks; ``args`` must then read ``pipe:0`` (see
+    ``pcm_input_args``).
     """
     command = [ffmpeg_executable(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *args]
     if pcm is None:
@@ -97,10 +104,12 @@ def run_ffmpeg(args: Sequence[str], what: str, pcm: np.ndarray | None = None) ->
             stderr=stderr,
         )
         if pcm is not None:
-            samples = np.ascontiguousarray(pcm, dtype="<f4")
+            pieces = [pcm] if isinstance(pcm, np.ndarray) else pcm
             try:
-                for lo in range(0, len(samples), _PIPE_CHUNK):
-                    process.stdin.write(memoryview(samples[lo:lo + _PIPE_CHUNK]).cast("B"))
+                for piece in pieces:
+                    samples = np.ascontiguousarray(piece, dtype="<f4").reshape(-1)
+                    for lo in range(0, len(samples), _PIPE_CHUNK):
+                        process.stdin.write(memoryview(samples[lo:lo + _PIPE_CHUNK]).cast("B"))
             except BrokenPipeError:
                 pass  # FFmpeg stopped reading; its exit status and stderr say why
             finally:
@@ -137,7 +146,9 @@ def _publish(partial: Path, destination: Path) -> Path:
 # --- FLAC --------------------------------------------------------------------------------
 
 
-def write_flac(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_24") -> Path:
+def write_flac(
+    path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_24", tags: Tags | None = None
+) -> Path:
     """Write mono float audio as FLAC (24-bit by default); samples beyond full scale are clipped."""
     destination = Path(path)
     partial = _partial_path(destination)
@@ -148,6 +159,8 @@ def write_flac(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: s
         data = np.clip(data, -1.0, 1.0)
     try:
         soundfile.write(partial, data, sample_rate, subtype=subtype, format="FLAC")
+        if tags is not None:
+            write_tags(partial, tags)
     except Exception:
         partial.unlink(missing_ok=True)
         raise
@@ -188,47 +201,117 @@ def encoder_args(format_name: str, bitrate: str | int, speed: str = "fast") -> l
 
 
 def encode_lossy(
-    source: str | Path | np.ndarray,
+    source: str | Path | PcmSource,
     destination: str | Path,
     format_name: str,
     bitrate: str | int = "64k",
-    tags: Mapping[str, str] | None = None,
+    tags: Tags | Mapping[str, str] | None = None,
     speed: str = "fast",
     sample_rate: int | None = None,
 ) -> Path:
-    """Encode to MP3, Opus or AAC from an audio file, or from a mono float array (then
-    ``sample_rate`` is required) streamed to FFmpeg through a pipe."""
+    """Encode to MP3, Opus or AAC from an audio file, or from mono float PCM (an array or
+    arrays one after another; then ``sample_rate`` is required) streamed through a pipe.
+
+    ``tags``: a ``Tags`` (written with mutagen: track numbers, language, cover) or plain
+    FFmpeg metadata keys."""
     fmt = lossy_format(format_name)
     destination = Path(destination)
     partial = _partial_path(destination)
     pcm = None
-    if isinstance(source, np.ndarray):
+    if isinstance(source, (str, Path)):
+        args = ["-i", str(source)]
+    else:
         if sample_rate is None:
-            raise ValueError("encode_lossy needs sample_rate when the source is an array")
+            raise ValueError("encode_lossy needs sample_rate when the source is PCM")
         pcm = source
         args = pcm_input_args(sample_rate)
-    else:
-        args = ["-i", str(source)]
     args += ["-map", "0:a", "-map_metadata", "-1", *encoder_args(format_name, bitrate, speed)]
-    args += [*_metadata_args(tags), "-f", fmt.muxer, str(partial)]
+    if isinstance(tags, Tags):
+        args += _stream_language_args(fmt, tags.language)
+    else:
+        args += _metadata_args(tags)
+    args += ["-f", fmt.muxer, str(partial)]
     try:
         run_ffmpeg(args, f"encoding {destination.name} as {format_name}", pcm=pcm)
+        if isinstance(tags, Tags):
+            write_tags(partial, tags)
     except Exception:
         partial.unlink(missing_ok=True)
         raise
     return _publish(partial, destination)
 
 
+def _stream_language_args(fmt: LossyFormat, language: str | None) -> list[str]:
+    """MP4 keeps the language in the track header, outside the tags: FFmpeg sets it."""
+    code = iso639_2(language)
+    return ["-metadata:s:a:0", f"language={code}"] if code and fmt.muxer == "ipod" else []
+
+
+# --- decoding (to measure what was delivered) --------------------------------------------
+
+
+def ffprobe_executable() -> str:
+    path = shutil.which("ffprobe")
+    if path is None:
+        raise FfmpegError("ffprobe was not found on PATH; install FFmpeg (apt-get install ffmpeg or `make system-deps`)")
+    return path
+
+
+def audio_sample_rate(path: str | Path) -> int:
+    """The sample rate of the first audio stream of ``path``."""
+    command = [ffprobe_executable(), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate",
+               "-of", "csv=p=0", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    text = result.stdout.strip().split("\n")[0] if result.returncode == 0 else ""
+    if not text.isdigit():
+        raise FfmpegError(f"ffprobe found no audio stream in {path}: {result.stderr.strip()[-STDERR_TAIL_CHARS:]}")
+    return int(text)
+
+
+def decode_pcm(path: str | Path, chunk_samples: int = 1 << 20) -> Iterable[np.ndarray]:
+    """Mono float32 samples of ``path`` at its own sample rate, decoded by FFmpeg, in chunks."""
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", str(path),
+               "-map", "0:a:0", "-ac", "1", "-f", "f32le", "pipe:1"]
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            carry = b""
+            while True:
+                data = process.stdout.read(4 * chunk_samples)
+                if not data:
+                    break
+                data, whole = carry + data, (len(carry) + len(data)) // 4 * 4
+                carry = data[whole:]
+                if whole:
+                    yield np.frombuffer(data[:whole], dtype="<f4")
+        finally:
+            process.stdout.close()
+            returncode = process.wait()
+        if returncode != 0:
+            stderr.seek(0)
+            tail = stderr.read().decode("utf-8", errors="replace")[-STDERR_TAIL_CHARS:].strip()
+            raise FfmpegError(f"ffmpeg could not decode {path} (exit status {returncode}):\n{tail or '(empty)'}")
+
+
 # --- M4B ---------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Cover:
-    data: bytes
-    mime: str  # image/jpeg, image/png, or another image type FFmpeg can decode
+_PORTABLE_COVERS = {"image/jpeg", "image/jpg", "image/png"}
 
 
-_COVER_COPY = {"image/jpeg": ".jpg", "image/jpg": ".jpg", "image/png": ".png"}
+def portable_cover(cover: Cover) -> Cover:
+    """The cover as JPEG or PNG (what MP4 and most players take): other images are
+    converted to PNG by FFmpeg."""
+    if not cover.data:
+        raise ValueError("the cover image is empty")
+    mime = cover.mime.lower()
+    if mime in _PORTABLE_COVERS:
+        return Cover(cover.data, "image/jpeg" if mime == "image/jpg" else mime)
+    with tempfile.TemporaryDirectory(prefix=".cover-") as work:
+        source, target = Path(work) / "cover.img", Path(work) / "cover.png"
+        source.write_bytes(cover.data)
+        run_ffmpeg(["-i", str(source), "-frames:v", "1", "-c:v", "png", "-f", "image2", str(target)],
+                   f"converting the {cover.mime} cover to PNG")
+        return Cover(target.read_bytes(), "image/png")
 
 
 @dataclass(frozen=True)
@@ -282,37 +365,40 @@ def write_m4b(
     bitrate: str | int = "64k",
     extra_tags: Mapping[str, str] | None = None,
     speed: str = "fast",
+    language: str | None = None,
+    pcm: Iterable[np.ndarray] | None = None,
 ) -> Path:
-    """Join the chapters' audio into one AAC M4B with chapter markers, tags and cover."""
+    """Join the chapters' audio into one AAC M4B with chapter markers, tags and cover.
+
+    The audio is the chapters' files (``BookChapter.path``) or, with ``pcm``, the samples
+    it yields (the chapters one after another, ``num_samples`` each). The file has the
+    ``M4B `` brand and the audiobook media kind."""
     if not chapters:
         raise ValueError("write_m4b needs at least one chapter")
     destination = Path(destination)
     partial = _partial_path(destination)
-    tags = {"title": title, "album": title, "artist": author or "", "album_artist": author or "", "genre": "Audiobook"}
-    tags.update(extra_tags or {})
+    tags = Tags(title=title, album=title, artist=author or None, language=language,
+                cover=None if cover is None else portable_cover(cover), audiobook=True)
     times = chapter_times_ms([c.num_samples for c in chapters], sample_rate)
     marks = [(start, end, chapter.title) for (start, end), chapter in zip(times, chapters)]
     with tempfile.TemporaryDirectory(prefix=".m4b-", dir=destination.parent) as work:
         work_dir = Path(work)
-        concat_list = work_dir / "chapters.txt"
-        concat_list.write_text("".join(_concat_line(c.path) + "\n" for c in chapters), encoding="utf-8")
         metadata = work_dir / "metadata.txt"
-        metadata.write_text(ffmetadata(tags, marks), encoding="utf-8")
-        args = ["-f", "concat", "-safe", "0", "-i", str(concat_list), "-f", "ffmetadata", "-i", str(metadata)]
-        maps = ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
-        codecs = [*encoder_args("aac", bitrate, speed), "-ar", str(sample_rate)]
-        if cover is not None:
-            if not cover.data:
-                raise ValueError("the cover image is empty")
-            mime = cover.mime.lower()
-            cover_path = work_dir / f"cover{_COVER_COPY.get(mime, '.img')}"
-            cover_path.write_bytes(cover.data)
-            args += ["-i", str(cover_path)]
-            maps += ["-map", "2:v"]
-            codecs += ["-c:v", "copy" if mime in _COVER_COPY else "png", "-disposition:v:0", "attached_pic"]
-        args += [*maps, *codecs, "-movflags", "+faststart", "-f", "ipod", str(partial)]
+        metadata.write_text(ffmetadata(dict(extra_tags or {}), marks), encoding="utf-8")
+        if pcm is None:
+            concat_list = work_dir / "chapters.txt"
+            concat_list.write_text("".join(_concat_line(c.path) + "\n" for c in chapters), encoding="utf-8")
+            args = ["-f", "concat", "-safe", "0", "-i", str(concat_list)]
+        else:
+            args = pcm_input_args(sample_rate)
+        args += ["-f", "ffmetadata", "-i", str(metadata)]
+        args += ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
+        args += [*encoder_args("aac", bitrate, speed), "-ar", str(sample_rate)]
+        args += _stream_language_args(lossy_format("aac"), language)
+        args += ["-brand", "M4B ", "-movflags", "+faststart", "-f", "ipod", str(partial)]
         try:
-            run_ffmpeg(args, f"writing the M4B {destination.name}")
+            run_ffmpeg(args, f"writing the M4B {destination.name}", pcm=pcm)
+            write_tags(partial, tags)
         except Exception:
             partial.unlink(missing_ok=True)
             raise

@@ -2,9 +2,10 @@
 
 - ``integrated_loudness`` measures a chapter as pyloudnorm does (ITU-R BS.1770-4 gating,
   pyloudnorm's K-weighting filters), chunk by chunk so memory stays bounded.
-- ``true_peak_envelope`` / ``true_peak_db`` estimate inter-sample peaks with 4x
-  oversampling (the polyphase filter ``scipy.signal.resample_poly`` uses for 4x), computed
-  only where a cheap bound says a sample could reach the threshold.
+- ``true_peak_envelope`` / ``true_peak_db`` estimate inter-sample peaks with 8x
+  oversampling (the polyphase filter ``scipy.signal.resample_poly`` uses for 8x): 192 kHz
+  at 24 kHz, as FFmpeg's ``ebur128=peak=true`` meter and BS.1770-4 ask. Computed only where
+  a cheap bound says a sample could reach the threshold.
 - ``limit_true_peak`` keeps the true peak under a ceiling with a look-ahead gain: the gain
   reaches its target before the peak (linear attack over the look-ahead), holds it across
   the peak and recovers at a slow constant rate in dB (release), so gain never bounces
@@ -29,8 +30,8 @@ from scipy import fft, ndimage, signal
 
 PRESETS: dict[str, float] = {"audiobook": -18.0, "podcast": -16.0, "broadcast": -23.0}
 
-OVERSAMPLE = 4
-_HALF_TAPS = 10  # the 4x interpolation filter spans +-10 input samples
+OVERSAMPLE = 8
+_HALF_TAPS = 10  # the interpolation filter spans +-10 input samples
 
 
 def resolve_target(preset: str | None = "audiobook", target_lufs: float | None = None) -> float:
@@ -80,38 +81,70 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
     Audio shorter than one 400 ms block is zero-padded to one block.
     """
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
-    hop = sample_rate // 10
-    block = 4 * hop
     if sample_rate % 10:  # blocks would not fall on whole samples: let pyloudnorm do it
         return _pyloudnorm_loudness(x, sample_rate)
-    if len(x) < block:
-        x = np.concatenate([x, np.zeros(block - len(x) + 1, dtype=np.float32)])
-    blocks = int(np.round((len(x) / sample_rate - 0.4) / 0.1)) + 1  # as pyloudnorm counts them
-    sections = _k_weighting(sample_rate)
-    state = np.zeros((len(sections), 2))
-    hop_energy = np.zeros(blocks + 3)
-    chunk = hop * _CHUNK_HOPS
+    meter = _LoudnessAccumulator(sample_rate)
+    chunk = meter.hop * _CHUNK_HOPS
     for lo in range(0, len(x), chunk):
-        filtered, state = signal.sosfilt(sections, x[lo:lo + chunk].astype(np.float64), zi=state)
+        meter.push(x[lo:lo + chunk])
+    return meter.integrated()
+
+
+class _LoudnessAccumulator:
+    """K-weighted energy per 100 ms hop, fed in pieces of any length (filter state and a
+    partial hop carry over); ``integrated()`` gates the 400 ms blocks at the end."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.hop = sample_rate // 10
+        self._sections = _k_weighting(sample_rate)
+        self._state = np.zeros((len(self._sections), 2))
+        self._hops: list[np.ndarray] = []
+        self._partial = 0.0  # energy of the samples after the last whole hop
+        self._partial_len = 0
+        self.num_samples = 0
+
+    def push(self, piece: np.ndarray) -> None:
+        if len(piece) == 0:
+            return
+        self.num_samples += len(piece)
+        filtered, self._state = signal.sosfilt(self._sections, np.asarray(piece, np.float64), zi=self._state)
         squared = filtered * filtered
-        whole = len(squared) // hop
-        first = lo // hop
-        sums = squared[: whole * hop].reshape(whole, hop).sum(axis=1)
-        if whole * hop < len(squared):
-            sums = np.append(sums, squared[whole * hop:].sum())
-        take = min(len(sums), len(hop_energy) - first)
-        hop_energy[first:first + take] += sums[:take]
-    energy = (hop_energy[:-3] + hop_energy[1:-2] + hop_energy[2:-1] + hop_energy[3:]) / block
-    with np.errstate(divide="ignore"):
-        block_lufs = -0.691 + 10.0 * np.log10(energy)
-    above_absolute = block_lufs >= _GATE_ABSOLUTE
-    if not above_absolute.any():
-        return -math.inf
-    relative = -0.691 + 10.0 * math.log10(energy[above_absolute].mean()) + _GATE_RELATIVE
-    gated = (block_lufs > relative) & (block_lufs > _GATE_ABSOLUTE)
-    if not gated.any():
-        return -math.inf
-    return -0.691 + 10.0 * math.log10(energy[gated].mean())
+        head = min(len(squared), (self.hop - self._partial_len) % self.hop) if self._partial_len else 0
+        if head:
+            self._partial += squared[:head].sum()
+            self._partial_len += head
+            if self._partial_len == self.hop:
+                self._hops.append(np.array([self._partial]))
+                self._partial, self._partial_len = 0.0, 0
+        rest = squared[head:]
+        whole = len(rest) // self.hop
+        if whole:
+            self._hops.append(rest[: whole * self.hop].reshape(whole, self.hop).sum(axis=1))
+        if whole * self.hop < len(rest):
+            self._partial += rest[whole * self.hop:].sum()
+            self._partial_len += len(rest) - whole * self.hop
+
+    def integrated(self) -> float:
+        block = 4 * self.hop
+        if self.num_samples < block:  # pad to one block (and one sample), as pyloudnorm needs
+            self.push(np.zeros(block - self.num_samples + 1, dtype=np.float32))
+        blocks = int(np.round((self.num_samples / self.sample_rate - 0.4) / 0.1)) + 1  # as pyloudnorm counts
+        sums = list(self._hops) + ([np.array([self._partial])] if self._partial_len else [])
+        hop_energy = np.zeros(blocks + 3)
+        values = np.concatenate(sums)[: len(hop_energy)]
+        hop_energy[: len(values)] = values
+        energy = (hop_energy[:-3] + hop_energy[1:-2] + hop_energy[2:-1] + hop_energy[3:]) / block
+        with np.errstate(divide="ignore"):
+            block_lufs = -0.691 + 10.0 * np.log10(energy)
+        above_absolute = block_lufs >= _GATE_ABSOLUTE
+        if not above_absolute.any():
+            return -math.inf
+        relative = -0.691 + 10.0 * math.log10(energy[above_absolute].mean()) + _GATE_RELATIVE
+        gated = (block_lufs > relative) & (block_lufs > _GATE_ABSOLUTE)
+        if not gated.any():
+            return -math.inf
+        return -0.691 + 10.0 * math.log10(energy[gated].mean())
 
 
 def _pyloudnorm_loudness(x: np.ndarray, sample_rate: int) -> float:
@@ -133,10 +166,10 @@ _GROUP = 256  # frames handled together (about 1 M samples)
 
 @functools.lru_cache(maxsize=1)
 def _phase_matrix() -> np.ndarray:
-    """The ``[21, 4]`` coefficients of the four 4x phases over input offsets ``-10..10``.
+    """The ``[21, OVERSAMPLE]`` coefficients of the phases over input offsets ``-10..10``.
 
-    ``y[4n + p] = sum_o C[o + 10, p] * x[n + o]`` reproduces
-    ``scipy.signal.resample_poly(x, 4, 1)`` (Kaiser-windowed sinc, beta 5, 81 taps).
+    ``y[R n + p] = sum_o C[o + 10, p] * x[n + o]`` (``R = OVERSAMPLE``) reproduces
+    ``scipy.signal.resample_poly(x, R, 1)`` (Kaiser-windowed sinc, beta 5, ``20 R + 1`` taps).
     """
     half_len = _HALF_TAPS * OVERSAMPLE
     h = signal.firwin(2 * half_len + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
@@ -151,7 +184,7 @@ def _phase_matrix() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _phase_spectra() -> np.ndarray:
-    """FFTs (size ``_FRAME``) of phases 1..3 as convolution kernels, ``[3, F]``.
+    """FFTs (size ``_FRAME``) of phases ``1..R-1`` as convolution kernels, ``[R - 1, F]``.
 
     Phase 0 needs no filtering: its taps sit on the sinc's zeros except the centre one,
     so it is ``x[n] * C[10, 0]``.
@@ -169,7 +202,7 @@ def _interpolation_bound() -> float:
 def _envelope_pieces(x: np.ndarray, threshold: float | None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, envelope)`` for consecutive stretches of about 1 M samples.
 
-    The envelope is ``max(|x[n]|, |4x-oversampled points from n up to n+1|)``, computed by
+    The envelope is ``max(|x[n]|, |oversampled points from n up to n+1|)``, computed by
     overlap-save FFT convolution, frame by frame. With ``threshold``, frames whose samples
     cannot produce an oversampled value above it (a bound from the filter's L1 norm) are
     skipped and keep ``|x[n]|``: the envelope is then exact wherever it could exceed
@@ -210,7 +243,7 @@ def _envelope_pieces(x: np.ndarray, threshold: float | None) -> Iterator[tuple[i
 
 
 def true_peak_envelope(audio: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Per-sample true peak: ``max(|x[n]|, |4x-oversampled points from n up to n+1|)``.
+    """Per-sample true peak: ``max(|x[n]|, |8x-oversampled points from n up to n+1|)``.
 
     With ``threshold``, exact only where it could exceed ``threshold`` (see
     ``_envelope_pieces``). Holds one float32 per sample: for long audio prefer
@@ -237,7 +270,7 @@ def _block_peaks(x: np.ndarray, threshold: float, block: int) -> np.ndarray:
 
 
 def true_peak(audio: np.ndarray) -> float:
-    """Linear true peak (4x oversampled) of the whole signal."""
+    """Linear true peak (8x oversampled) of the whole signal."""
     x = np.asarray(audio, dtype=np.float32)
     if len(x) == 0:
         return 0.0
@@ -250,6 +283,93 @@ def true_peak(audio: np.ndarray) -> float:
 def true_peak_db(audio: np.ndarray) -> float:
     """True peak in dBTP (``-inf`` for digital silence)."""
     return gain_to_db(true_peak(audio))
+
+
+class TruePeakMeter:
+    """True peak of a stream fed in pieces, equal to ``true_peak`` of the whole.
+
+    A sample is final once the ``_HALF_TAPS + 1`` samples after it have arrived (its
+    interpolation window); ``finish()`` closes the stream with the silence after its end.
+    """
+
+    def __init__(self) -> None:
+        self._left = np.zeros(0, dtype=np.float32)  # final samples kept as context
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.peak = 0.0
+
+    def _scan(self, x: np.ndarray, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        begin = max(0, lo - 2 * _HALF_TAPS)
+        window = x[begin:hi + 2 * _HALF_TAPS]
+        # frames that cannot beat the peak so far are skipped (the envelope there is a
+        # lower bound, which is all a running maximum needs)
+        envelope = true_peak_envelope(window, threshold=self.peak or None)
+        self.peak = max(self.peak, float(envelope[lo - begin:hi - begin].max()))
+
+    def push(self, piece: np.ndarray) -> None:
+        x = np.concatenate([self._left, self._pending, np.asarray(piece, dtype=np.float32).reshape(-1)])
+        lo = len(self._left)
+        hi = len(x) - (_HALF_TAPS + 1)
+        if hi <= lo:
+            self._pending = x[lo:]
+            return
+        self._scan(x, lo, hi)
+        self._left = x[max(0, hi - _HALF_TAPS):hi]
+        self._pending = x[hi:]
+
+    def finish(self) -> float:
+        """Linear true peak of everything pushed."""
+        lo = len(self._left)
+        x = np.concatenate([self._left, self._pending, np.zeros(_HALF_TAPS + 2, np.float32)])
+        self._scan(x, lo, lo + len(self._pending))
+        self._left = self._pending = np.zeros(0, dtype=np.float32)
+        return self.peak
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a delivered file measures: integrated loudness and true peak."""
+
+    lufs: float
+    true_peak_dbtp: float
+    sample_rate: int
+    num_samples: int
+
+
+class Meter:
+    """BS.1770-4 integrated loudness and 8x true peak of a stream fed in pieces."""
+
+    def __init__(self, sample_rate: int) -> None:
+        if sample_rate % 10:
+            raise ValueError(f"the streaming meter needs a sample rate divisible by 10, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self._loudness = _LoudnessAccumulator(sample_rate)
+        self._peak = TruePeakMeter()
+
+    def push(self, piece: np.ndarray) -> None:
+        piece = np.asarray(piece, dtype=np.float32).reshape(-1)
+        self._loudness.push(piece)
+        self._peak.push(piece)
+
+    def result(self) -> Measurement:
+        num_samples = self._loudness.num_samples
+        return Measurement(
+            lufs=self._loudness.integrated(),
+            true_peak_dbtp=gain_to_db(self._peak.finish()),
+            sample_rate=self.sample_rate,
+            num_samples=num_samples,
+        )
+
+
+def measure(audio: np.ndarray, sample_rate: int) -> Measurement:
+    """Integrated loudness and true peak of a whole signal."""
+    meter = Meter(sample_rate)
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    step = (sample_rate // 10) * _CHUNK_HOPS
+    for lo in range(0, len(x), step):
+        meter.push(x[lo:lo + step])
+    return meter.result()
 
 
 # --- limiter -----------------------------------------------------------------------------
@@ -356,11 +476,14 @@ def limit_true_peak(
     gain settles it, so the ceiling always holds.
     """
     x = np.array(audio, dtype=np.float32).reshape(-1)
-    reduction_db, peak_db = _limit_in_place(x, sample_rate, options)
+    reduction_db, peak_db = limit_in_place(x, sample_rate, options)
     return x, reduction_db, peak_db
 
 
-def _limit_in_place(x: np.ndarray, sample_rate: int, options: LimiterOptions) -> tuple[float, float]:
+def limit_in_place(x: np.ndarray, sample_rate: int, options: LimiterOptions = LimiterOptions()) -> tuple[float, float]:
+    """``limit_true_peak`` on a mono float32 array in place: (reduction in dB, true peak in dBTP)."""
+    if x.dtype != np.float32 or x.ndim != 1:
+        raise ValueError("limit_in_place works on mono float32 audio")
     reduction_db = 0.0
     ceiling = db_to_gain(options.ceiling_db)
     for _ in range(3):
@@ -418,7 +541,7 @@ def normalize_loudness(
     for attempt in range(passes):
         applied_db = gain_db
         limited = x * np.float32(db_to_gain(applied_db))
-        reduction, peak_db = _limit_in_place(limited, sample_rate, limiter)
+        reduction, peak_db = limit_in_place(limited, sample_rate, limiter)
         output_lufs = integrated_loudness(limited, sample_rate)
         close_enough = not math.isfinite(output_lufs) or abs(output_lufs - target_lufs) <= tolerance_lu
         if near_silent or close_enough or attempt == passes - 1:

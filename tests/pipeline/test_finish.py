@@ -1,8 +1,9 @@
 """Finishing a book end to end: chapters -> FLAC + lossy + subtitles + timing rows -> M4B.
 
 Everything is checked by measuring the outputs, not by trusting the functions' own
-reports: pyloudnorm for loudness, a 4x ``resample_poly`` for true peak, runs of exact
-zeros for pauses, FFprobe for subtitles and the M4B.
+reports: FFmpeg's ebur128 meter and pyloudnorm for loudness, FFmpeg's meter and an 8x
+``resample_poly`` for true peak, runs of exact zeros for pauses, FFprobe for subtitles and
+the M4B, mutagen for tags.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import mutagen
 import numpy as np
 import pyloudnorm
 import pytest
@@ -21,8 +23,10 @@ import soundfile
 from scipy import signal
 
 from pipeline import export
-from pipeline.finish import FinishedChapter, FinishOptions, SegmentSpan, finish_book, finish_chapter
+from pipeline.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_book, finish_chapter
 from pipeline.stitch import PauseOptions
+from pipeline.subtitles import display_width
+from tests.pipeline.ffmeter import ebur128
 
 RATE = 24_000
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
@@ -40,7 +44,7 @@ def measured_lufs(x: np.ndarray) -> float:
 
 
 def measured_true_peak_db(x: np.ndarray) -> float:
-    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 4, 1)
+    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 8, 1)
     return 20 * math.log10(max(float(np.abs(up).max()), 1e-12))
 
 
@@ -103,14 +107,15 @@ def book(tmp_path_factory):
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1",
                     str(cover_path)], check=True)
     inputs, finished = [], []
+    cover = export.Cover(cover_path.read_bytes(), "image/png")
+    info = BookInfo(title="The Book", author="Ann Author", language="en", cover=cover, chapter_count=len(CHAPTERS))
     for index, (title, seconds, level) in enumerate(CHAPTERS):
         audio = decoded_chapter(seconds, level, seed=index)
         segments = segments_for(audio, seed=index)
         inputs.append((audio, segments))
-        finished.append(finish_chapter(audio, segments, out, index, title, OPTIONS, "The Book", "Ann Author"))
-    cover = export.Cover(cover_path.read_bytes(), "image/png")
-    m4b = finish_book(finished, out / "book.m4b", "The Book", "Ann Author", cover, OPTIONS)
-    return inputs, finished, m4b
+        finished.append(finish_chapter(audio, segments, out, index, title, OPTIONS, book=info))
+    m4b = finish_book(finished, out / "book.m4b", "The Book", "Ann Author", cover, OPTIONS, language="en")
+    return inputs, finished, m4b.path
 
 
 def test_loudness_within_1_lu_and_true_peak_under_the_ceiling(book):
@@ -168,19 +173,53 @@ def test_timing_rows_follow_the_segments(book):
         assert row["num_samples"] == chapter.num_samples and "segments" not in row
 
 
+def subtitle_packets(path: str) -> list[tuple[float, float]]:
+    packets = probe(path, "-show_packets", "-show_entries", "packet=pts_time,duration_time")["packets"]
+    return [(float(p["pts_time"]), float(p["pts_time"]) + float(p["duration_time"])) for p in packets]
+
+
+def srt_cues(path: str) -> list[list[str]]:
+    blocks = Path(path).read_text(encoding="utf-8").strip().split("\n\n")
+    return [block.split("\n")[2:] for block in blocks]
+
+
 @pytest.mark.parametrize("kind", ["srt", "vtt"])
-def test_subtitles_parse_and_match_the_timings(book, kind):
+def test_subtitles_parse_and_cues_tile_each_segment(book, kind):
     _, finished, _ = book
     for chapter in finished:
         path = chapter.srt_path if kind == "srt" else chapter.vtt_path
-        packets = probe(path, "-show_packets", "-show_entries", "packet=pts_time,duration_time")["packets"]
-        assert len(packets) == len(chapter.segments)
-        for row, packet in zip(chapter.segments, packets):
-            start = float(packet["pts_time"])
-            assert start == pytest.approx(row["start_s"], abs=0.0006)
-            assert start + float(packet["duration_time"]) == pytest.approx(row["end_s"], abs=0.0011)
+        times = subtitle_packets(path)
+        assert len(times) >= len(chapter.segments)
+        # every segment's time is covered by its cues, end to end, and nothing else
+        starts = {round(r["start_s"], 3) for r in chapter.segments}
+        ends = {round(r["end_s"], 3) for r in chapter.segments}
+        assert starts <= {round(a, 3) for a, _ in times} and ends <= {round(b, 3) for _, b in times}
+        for (a, b), (c, _) in zip(times, times[1:]):
+            assert b <= c + 0.0011
+            assert round(b, 3) == round(c, 3) or round(b, 3) in ends
         text = Path(path).read_text(encoding="utf-8")
         assert "[pause" not in text and "Winston slipped" in text
+
+
+def test_cues_follow_the_two_lines_of_42_and_7_seconds_rule(tmp_path):
+    long_text = ("Call me Ishmael. Some years ago, never mind how long precisely, having little or no money "
+                 "in my purse, and nothing particular to interest me on shore, I thought I would sail about a "
+                 "little and see the watery part of the world.")
+    audio = decoded_chapter(24.0, -20.0, seed=9)
+    segments = [SegmentSpan(0, 20 * RATE, long_text, "sentence", key="a"),
+                SegmentSpan(20 * RATE, len(audio), "Short one.", "chapter", key="b")]
+    chapter = finish_chapter(audio, segments, tmp_path, 0, "Loomings", replace(OPTIONS, lossy_format=None))
+    cues, times = srt_cues(chapter.srt_path), subtitle_packets(chapter.srt_path)
+    assert len(cues) >= 4
+    for lines, (start, end) in zip(cues, times):
+        assert 1 <= len(lines) <= 2 and all(display_width(line) <= 42 for line in lines)
+        assert end - start <= 7.0 + 0.001
+    assert " ".join(" ".join(lines) for lines in cues) == long_text + " Short one."
+    # the first sentence ends a cue, and the option keeps one cue per segment
+    assert cues[0] == ["Call me Ishmael."]
+    one = finish_chapter(audio, segments, tmp_path / "one", 0, "Loomings",
+                         replace(OPTIONS, lossy_format=None, subtitles="segments"))
+    assert len(srt_cues(one.srt_path)) == 2
 
 
 def test_lossy_chapter_files(book):
@@ -195,6 +234,7 @@ def test_lossy_chapter_files(book):
 def test_m4b_chapters_titles_duration_tags_and_cover(book):
     _, finished, m4b = book
     info = probe(m4b, "-show_format", "-show_streams", "-show_chapters")
+    assert info["format"]["tags"]["major_brand"].strip() == "M4B"
     assert [c["tags"]["title"] for c in info["chapters"]] == [title for title, _, _ in CHAPTERS]
     position = 0
     for chapter, marker in zip(finished, info["chapters"]):
@@ -206,12 +246,86 @@ def test_m4b_chapters_titles_duration_tags_and_cover(book):
     assert any(s.get("disposition", {}).get("attached_pic") == 1 for s in info["streams"])
 
 
+def test_tags_read_back_with_mutagen(book):
+    _, finished, m4b = book
+    for chapter in finished:
+        flac = mutagen.File(chapter.flac_path)
+        assert flac["title"] == [chapter.title] and flac["album"] == ["The Book"] and flac["artist"] == ["Ann Author"]
+        assert flac["tracknumber"] == [str(chapter.chapter_index + 1)] and flac["tracktotal"] == ["3"]
+        assert flac["language"] == ["en"] and flac.pictures[0].mime == "image/png"
+        mp3 = mutagen.File(chapter.lossy_path)
+        assert str(mp3["TIT2"]) == chapter.title and str(mp3["TALB"]) == "The Book"
+        assert str(mp3["TRCK"]) == f"{chapter.chapter_index + 1}/3" and str(mp3["TLAN"]) == "eng"
+        assert mp3["APIC:Cover"].mime == "image/png"
+    book_file = mutagen.File(m4b)
+    assert book_file["\xa9nam"] == ["The Book"] and book_file["\xa9ART"] == ["Ann Author"]
+    assert book_file["stik"] == [2]  # media kind: audiobook
+    assert len(book_file["covr"]) == 1
+    stream = probe(m4b, "-show_streams")["streams"][0]
+    assert stream["tags"]["language"] == "eng"
+
+
+@pytest.mark.parametrize("fmt", ["opus", "aac"])
+def test_opus_and_aac_tags_read_back(tmp_path, fmt):
+    audio = decoded_chapter(6.0, -20.0, seed=4)
+    info = BookInfo(title="B", author="A", language="zh", chapter_count=9)
+    chapter = finish_chapter(audio, segments_for(audio, 4), tmp_path, 4, "第五章", replace(OPTIONS, lossy_format=fmt),
+                             book=info)
+    tags = mutagen.File(chapter.lossy_path)
+    if fmt == "opus":
+        assert tags["title"] == ["第五章"] and tags["tracknumber"] == ["5"] and tags["tracktotal"] == ["9"]
+        assert tags["language"] == ["zh"]
+    else:
+        assert tags["\xa9nam"] == ["第五章"] and tags["trkn"] == [(5, 9)] and "stik" not in tags
+        assert probe(chapter.lossy_path, "-show_streams")["streams"][0]["tags"]["language"] == "zho"
+
+
+@pytest.mark.parametrize("preset", ["audiobook", "podcast", "broadcast"])
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac"])
+def test_every_delivered_file_passes_ffmpegs_meter(tmp_path, preset, fmt):
+    """FFmpeg's ebur128 meter on each delivered file: true peak <= ceiling, loudness within 0.5 LU."""
+    options = replace(OPTIONS, loudness_preset=preset, lossy_format=fmt)
+    finished = []
+    for index, level in enumerate((-9.0, -30.0)):  # loud peaks to limit, and a large boost
+        audio = decoded_chapter(12.0, level, seed=10 + index)
+        finished.append(finish_chapter(audio, segments_for(audio, index), tmp_path, index, f"C{index}", options))
+    m4b = finish_book(finished, tmp_path / "b.m4b", "B", options=options)
+    files = [c.flac_path for c in finished] + [c.lossy_path for c in finished] + [m4b.path]
+    reported = [c.flac for c in finished] + [c.lossy for c in finished] + [m4b]
+    for path, figures in zip(files, reported):
+        measured = ebur128(path)
+        assert measured.true_peak_dbtp <= options.true_peak_db, (path, measured)
+        assert abs(measured.lufs - options.target) <= 0.5, (path, measured)
+        # the figures the index gets are the delivered file's
+        assert figures.path == path
+        assert figures.true_peak_dbtp == pytest.approx(measured.true_peak_dbtp, abs=0.1)
+        assert figures.lufs == pytest.approx(measured.lufs, abs=0.15)  # (FFmpeg prints one decimal)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "aac"])
+def test_a_file_that_misses_is_encoded_again_until_it_passes(tmp_path, monkeypatch, fmt):
+    """With the probe's prediction switched off, the first encode at 32 kbit/s overshoots the
+    ceiling (and MP3 loses loudness); the measurement after encoding drives the next passes."""
+    from pipeline import deliver
+
+    monkeypatch.setattr(deliver, "_probe", lambda *args: (0.0, 0.0))
+    options = replace(OPTIONS, lossy_format=fmt, lossy_bitrate="32k", loudness_preset="podcast", write_m4b=False)
+    audio = decoded_chapter(12.0, -9.0, seed=21)
+    audio += 0.05 * np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32)  # hiss: hard to encode
+    chapter = finish_chapter(audio, segments_for(audio, 1), tmp_path, 0, "Low", options)
+    measured = ebur128(chapter.lossy_path)
+    assert measured.true_peak_dbtp <= -1.0 and abs(measured.lufs + 16.0) <= 0.5
+    assert chapter.lossy.passes >= 2  # the first encode missed, by the measurement after it
+
+
 def test_rerun_is_reproducible_and_takes_other_settings(book, tmp_path):
     """``job=finish``: the same stored input gives the same master; other options apply."""
     inputs, finished, _ = book
     audio, segments = inputs[1]
     again = finish_chapter(audio, segments, tmp_path / "same", 1, CHAPTERS[1][0], OPTIONS)
-    assert Path(again.flac_path).read_bytes() == Path(finished[1].flac_path).read_bytes()
+    # the same samples (the tags differ: this run was given no book details)
+    np.testing.assert_array_equal(soundfile.read(again.flac_path, dtype="int32")[0],
+                                  soundfile.read(finished[1].flac_path, dtype="int32")[0])
     assert again.segments == finished[1].segments
 
     other = replace(OPTIONS, loudness_preset="broadcast", lossy_format="opus", lossy_bitrate="32k",
@@ -269,7 +383,7 @@ def test_a_book_longer_than_12_hours_exports(tmp_path):
             output_lufs=-30.0, gain_db=0.0, limiter_reduction_db=0.0, true_peak_dbtp=-12.0,
             near_silent=False, segments=[],
         ))
-    m4b = finish_book(finished, tmp_path / "long.m4b", "A Long Book", "Patient Author")
+    m4b = finish_book(finished, tmp_path / "long.m4b", "A Long Book", "Patient Author").path
     info = probe(m4b, "-show_format", "-show_chapters")
     total_s = 13 * 3600
     assert float(info["format"]["duration"]) == pytest.approx(total_s, abs=0.1)

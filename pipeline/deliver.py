@@ -1,0 +1,211 @@
+"""Delivering a file: encode, decode what was written, measure it, correct until it passes.
+
+A lossy encoder changes the signal it is given: peaks overshoot (0.5 to 1 dB at 64 kbit/s,
+several dB at 32 kbit/s) and a low-pass costs loudness (about 0.5 LU for MP3). So every
+delivered file is measured after encoding (integrated loudness and 8x true peak, the same
+meter as the masters), and when it misses (true peak above ``ceiling - guard`` or loudness
+more than ``tolerance`` from the target) the source is re-gained and re-limited by what the
+measurement says and encoded again.
+
+Before the first lossy pass a probe, three short excerpts of the source encoded the same
+way, predicts the encoder's overshoot and loudness change, so that one pass is usually
+enough. Sources are lists of pieces (a chapter, or the chapters of a book), each an array
+or a FLAC file read when needed, so a whole book never has to sit in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import soundfile
+
+from pipeline import export, loudness
+from pipeline.loudness import LimiterOptions, Measurement
+
+Piece = np.ndarray | str | Path  # audio, or a FLAC file holding it
+Encoder = Callable[[Iterator[np.ndarray], Path], Path]  # (PCM pieces, destination) -> written file
+
+
+class DeliveryError(RuntimeError):
+    """A delivered file could not be brought under the true-peak ceiling."""
+
+
+@dataclass(frozen=True)
+class DeliveryTarget:
+    target_lufs: float
+    ceiling_db: float  # dBTP, never to be exceeded by the delivered file
+    # FFmpeg's ebur128 meter reads up to ~0.05 dB above ours: files aim this far under the ceiling
+    guard_db: float = 0.1
+    tolerance_lu: float = 0.5
+    max_passes: int = 3
+    adjust_loudness: bool = True  # False for near-silent sources: never boosted
+    limiter: LimiterOptions = LimiterOptions()
+
+    @property
+    def peak_limit_db(self) -> float:
+        return self.ceiling_db - self.guard_db
+
+    def passes(self, measured: Measurement) -> bool:
+        peak_ok = measured.true_peak_dbtp <= self.peak_limit_db
+        loud_ok = (not self.adjust_loudness or not math.isfinite(measured.lufs)
+                   or abs(measured.lufs - self.target_lufs) <= self.tolerance_lu)
+        return peak_ok and loud_ok
+
+
+@dataclass(frozen=True)
+class Delivered:
+    path: str
+    lufs: float  # measured on the delivered file
+    true_peak_dbtp: float  # measured on the delivered file (8x oversampled)
+    passes: int  # encodes it took
+    gain_db: float  # gain applied to the source before encoding
+    limit_db: float  # the limiter ceiling the source was held under
+    on_target: bool  # loudness within the tolerance (the true peak always is)
+
+
+def measure_file(path: str | Path) -> Measurement:
+    """Integrated loudness and true peak of an audio file, decoded at its own rate."""
+    path = Path(path)
+    if path.suffix.lower() == ".flac":
+        rate = soundfile.info(str(path)).samplerate
+        meter = loudness.Meter(rate)
+        for block in soundfile.blocks(str(path), blocksize=1 << 20, dtype="float32"):
+            meter.push(block if block.ndim == 1 else block.mean(axis=1))
+        return meter.result()
+    meter = loudness.Meter(export.audio_sample_rate(path))
+    for chunk in export.decode_pcm(path):
+        meter.push(chunk)
+    return meter.result()
+
+
+def _load(piece: Piece) -> np.ndarray:
+    if isinstance(piece, np.ndarray):
+        return piece
+    audio, _ = soundfile.read(str(piece), dtype="float32", always_2d=False)
+    return audio if audio.ndim == 1 else audio.mean(axis=1)
+
+
+def _prepared(pieces: Sequence[Piece], rate: int, gain_db: float, limit_db: float | None,
+              options: LimiterOptions, peaks: list[float]) -> Iterator[np.ndarray]:
+    """The pieces with ``gain_db`` applied and held under ``limit_db`` (each piece on its
+    own: chapters are separated by silence); their true peaks go to ``peaks``. With no
+    gain and no limit the pieces pass as they are (their peaks are not measured)."""
+    for piece in pieces:
+        audio = _load(piece)
+        if gain_db == 0.0 and limit_db is None:
+            yield audio
+            continue
+        scaled = audio * np.float32(loudness.db_to_gain(gain_db))
+        _, peak_db = loudness.limit_in_place(scaled, rate, replace(options, ceiling_db=limit_db))
+        peaks.append(peak_db)
+        yield scaled
+
+
+_PROBE_EXCERPTS = 3
+_PROBE_SECONDS = 8.0
+_PROBE_FADE_S = 0.01
+_PROBE_GAP_S = 0.3
+
+
+def _probe_audio(pieces: Sequence[Piece], rate: int) -> np.ndarray:
+    """Excerpts from a quarter, half and three quarters of the way through, faded at the
+    cuts and separated by silence (a hard cut would itself make the encoder overshoot)."""
+    lengths = [len(p) if isinstance(p, np.ndarray) else soundfile.info(str(p)).frames for p in pieces]
+    total = sum(lengths)
+    size = min(int(_PROBE_SECONDS * rate), max(1, total // _PROBE_EXCERPTS))
+    fade = min(int(_PROBE_FADE_S * rate), size // 2)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    parts = []
+    for k in range(1, _PROBE_EXCERPTS + 1):
+        start = max(0, min(total - size, total * k // (_PROBE_EXCERPTS + 1) - size // 2))
+        index = 0
+        while index < len(lengths) - 1 and start >= lengths[index]:
+            start -= lengths[index]
+            index += 1
+        piece = pieces[index]
+        if isinstance(piece, np.ndarray):
+            excerpt = np.array(piece[start:start + size], dtype=np.float32)
+        else:
+            excerpt, _ = soundfile.read(str(piece), start=start, frames=size, dtype="float32", always_2d=False)
+            excerpt = excerpt if excerpt.ndim == 1 else excerpt.mean(axis=1)
+        excerpt = np.array(excerpt, dtype=np.float32)
+        if fade and len(excerpt) > 2 * fade:
+            excerpt[:fade] *= ramp
+            excerpt[-fade:] *= ramp[::-1]
+        parts += [excerpt, np.zeros(int(_PROBE_GAP_S * rate), np.float32)]
+    return np.concatenate(parts)
+
+
+def _probe(pieces: Sequence[Piece], rate: int, encode: Encoder, suffix: str) -> tuple[float, float]:
+    """(true-peak overshoot in dB, loudness change in LU) the encoder causes on excerpts."""
+    audio = _probe_audio(pieces, rate)
+    before = loudness.measure(audio, rate)
+    with tempfile.TemporaryDirectory(prefix=".probe-") as work:
+        after = measure_file(encode(iter([audio]), Path(work) / f"probe{suffix}"))
+    if not (math.isfinite(before.lufs) and math.isfinite(after.lufs)):
+        return max(0.0, after.true_peak_dbtp - before.true_peak_dbtp), 0.0
+    return max(0.0, after.true_peak_dbtp - before.true_peak_dbtp), after.lufs - before.lufs
+
+
+_SAFETY_DB = 0.15  # extra headroom over a predicted or measured overshoot
+
+
+def deliver(
+    pieces: Sequence[Piece],
+    sample_rate: int,
+    destination: str | Path,
+    encode: Encoder,
+    target: DeliveryTarget,
+    source_peak_db: float | None = None,
+    probe: bool = True,
+) -> Delivered:
+    """Encode ``pieces`` (already at the target loudness, under the ceiling) to
+    ``destination`` until the file measures within ``target``.
+
+    ``source_peak_db``: the sources' known true peak (saves measuring it for a first pass
+    that leaves them as they are). ``probe=False`` for lossless formats.
+    """
+    destination = Path(destination)
+    gain_db, limit_db = 0.0, None
+    if probe:
+        overshoot, change = _probe(pieces, sample_rate, encode, destination.suffix)
+        if target.adjust_loudness:
+            gain_db = float(np.clip(-change, -3.0, 3.0))
+        limit_db = target.peak_limit_db - overshoot - (_SAFETY_DB if overshoot > 0 else 0.0)
+        if gain_db == 0.0 and source_peak_db is not None and source_peak_db <= limit_db:
+            limit_db = None  # the sources already have the headroom
+    measured = None
+    for attempt in range(1, target.max_passes + 1):
+        if gain_db != 0.0 and limit_db is None:
+            limit_db = target.peak_limit_db
+        peaks: list[float] = []
+        path = encode(_prepared(pieces, sample_rate, gain_db, limit_db, target.limiter, peaks), destination)
+        measured = measure_file(path)
+        if target.passes(measured):
+            break
+        # what the encoder added over this pass's source (unmeasured sources sit under the limit)
+        source_peak = max(peaks) if peaks else (source_peak_db if source_peak_db is not None
+                                                else target.peak_limit_db)
+        overshoot = max(0.0, measured.true_peak_dbtp - source_peak)
+        if target.adjust_loudness and math.isfinite(measured.lufs):
+            gain_db += target.target_lufs - measured.lufs
+        current_limit = target.peak_limit_db if limit_db is None else limit_db
+        if measured.true_peak_dbtp > target.peak_limit_db:
+            # the last pass makes sure of the peak, whatever it costs in loudness
+            extra = 0.5 if attempt == target.max_passes - 1 else 0.0
+            limit_db = min(current_limit, target.peak_limit_db - overshoot - _SAFETY_DB - extra)
+        else:
+            limit_db = current_limit
+    if measured.true_peak_dbtp > target.peak_limit_db:
+        raise DeliveryError(
+            f"{destination.name} still measures {measured.true_peak_dbtp:.2f} dBTP after {target.max_passes} "
+            f"encodes (ceiling {target.ceiling_db:g} dBTP less a {target.guard_db:g} dB guard); use a higher "
+            "bitrate (finish.lossy_bitrate / finish.m4b_bitrate) or allow more passes (finish.max_passes)"
+        )
+    return Delivered(str(path), measured.lufs, measured.true_peak_dbtp, attempt, gain_db,
+                     target.peak_limit_db if limit_db is None else limit_db, target.passes(measured))
