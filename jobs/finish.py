@@ -21,7 +21,7 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     setup = prepare(cfg)
     plan = make_plan(cfg, setup)
-    store = SegmentStore(str(setup.output / "store"))
+    store = SegmentStore(str(setup.store))
     with ray_runtime.connect(setup.cluster):
         result = ray_runtime.finish_book(plan, setup, store)
     print(f"finished {result['audio_seconds']:.1f} s of audio in {time.perf_counter() - started:.1f} s; "

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.plan import plan_options
+from jobs.sweep import job_paths
 from moss_model.sampling import DecodingParams, SamplingParams
 from pipeline.errors import InputError
 from pipeline.finish import FinishOptions
@@ -53,6 +54,7 @@ class RunSetup:
     narration: NarrationOptions
     finish: FinishOptions
     cluster: ClusterOptions
+    store: Path  # the segment store (shared by the jobs of a sweep: see jobs/sweep.py)
 
 
 def decoding_params(cfg: DictConfig) -> DecodingParams:
@@ -90,7 +92,7 @@ def finish_options(cfg: DictConfig) -> FinishOptions:
         true_peak_db=float(f.true_peak_db),
         lossy_format=None if f.lossy_format is None else str(f.lossy_format),
         lossy_bitrate=str(f.lossy_bitrate),
-        subtitles=bool(f.subtitles),
+        subtitles=f.subtitles if f.subtitles is None or isinstance(f.subtitles, bool) else str(f.subtitles),
         write_m4b=bool(f.write_m4b),
     )
 
@@ -135,7 +137,8 @@ def prepare(cfg: DictConfig) -> RunSetup:
     from moss_model.loading import checkpoint_fingerprint
 
     cuda = torch.cuda.is_available()
-    output = check_output(Path(str(cfg.output)).expanduser())
+    output, store = job_paths(cfg)
+    output = check_output(output)
     (output / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     voice = check_voice(cfg.voice, cfg.voice_text)
     model = resolve_model(str(cfg.model), cuda)
@@ -151,6 +154,7 @@ def prepare(cfg: DictConfig) -> RunSetup:
         narration=narration_options(cfg, model.tiny),
         finish=finish_options(cfg),
         cluster=cluster_options(cfg, cuda),
+        store=store.resolve(),
     )
 
 
@@ -209,7 +213,7 @@ def run(cfg: DictConfig) -> dict:
     plan = make_plan(cfg, setup)
     summary = plan.summary()
     print(summary.format())
-    store = SegmentStore(str(setup.output / STORE_DIR))
+    store = SegmentStore(str(setup.store))
     chapters = chapter_tasks(plan)
     with ray_runtime.connect(setup.cluster):
         reports = ray_runtime.narrate_chapters(chapters, setup, store, total=len(plan.segments))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from pipeline.chapter_audio import ChapterSegment, finish_chapter_from_store
 from pipeline.errors import InputError
-from pipeline.index import write_index
+from pipeline import index
 from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, ChapterTask, Narrator
 from pipeline.store import SegmentStore
 from pipeline.voice import Voice, encode_voice
@@ -148,7 +148,7 @@ def _bootstrap_voice(chapters: list[ChapterTask], setup: RunSetup, store: Segmen
 
 
 def _finish_task(setup: RunSetup, store_root: str, chapter_index: int, title: str, segments: list[ChapterSegment],
-                 book_title: str, author: str | None, stem: str):
+                 book, stem: str):
     from moss_model.codec import load_codec
     from moss_model.loading import codec_name
 
@@ -157,7 +157,7 @@ def _finish_task(setup: RunSetup, store_root: str, chapter_index: int, title: st
         name = setup.model.codec or codec_name(Path(_resolve(setup.model.checkpoint)))
         codec = _CODECS.setdefault(setup.model.codec, load_codec(name))
     return finish_chapter_from_store(SegmentStore(store_root), codec, chapter_index, title, segments,
-                                     setup.output / "chapters", setup.finish, book_title, author, stem)
+                                     setup.output / "chapters", setup.finish, book, stem)
 
 
 _CODECS: dict = {}  # one codec per finishing worker process
@@ -171,7 +171,10 @@ def _resolve(checkpoint: str) -> str:
 
 def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
     """Decode and finish every chapter in parallel CPU tasks; then the M4B and the index."""
+    from dataclasses import asdict
+
     from pipeline.export import Cover
+    from pipeline.finish import BookInfo
     from pipeline.finish import finish_book as write_m4b
     from pipeline.naming import chapter_stem
 
@@ -185,13 +188,16 @@ def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
     chapters: dict[int, list] = {}
     for segment in plan.segments:
         chapters.setdefault(segment.chapter_index, []).append(segment)
+    language = index.book_language(plan.book.language, [s.language for s in plan.segments])
+    cover = plan.book.cover and Cover(plan.book.cover.data, plan.book.cover.mime)
+    book = BookInfo(title=plan.book.title, author=plan.book.author, language=language, cover=cover,
+                    chapter_count=len(chapters))
     task = ray.remote(num_cpus=setup.cluster.finish_cpus)(_finish_task)
     refs = []
-    for index, segments in sorted(chapters.items()):
+    for chapter_index, segments in sorted(chapters.items()):
         items = [ChapterSegment(s.key, s.text, s.boundary, s.pause_s) for s in segments]
         title = segments[0].chapter_title
-        refs.append(task.remote(setup, store.root, index, title, items, plan.book.title, plan.book.author,
-                                chapter_stem(index, title)))
+        refs.append(task.remote(setup, store.root, chapter_index, title, items, book, chapter_stem(chapter_index, title)))
     finished = []
     with tqdm(total=len(refs), unit="chapter", desc="finishing", dynamic_ncols=True) as progress:
         pending = list(refs)
@@ -199,73 +205,39 @@ def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
             done, pending = ray.wait(pending, num_returns=1)
             progress.update(len(done))
         finished = ray.get(refs)
-    cover = plan.book.cover and Cover(plan.book.cover.data, plan.book.cover.mime)
     m4b = write_m4b(finished, setup.output / f"{chapter_stem(None, plan.book.title)}.m4b", plan.book.title,
-                    plan.book.author, cover, setup.finish)
-    segment_rows, flagged = _segment_rows(plan, store, finished, setup)
-    chapter_rows = [c.chapter_row() for c in finished]
+                    plan.book.author, cover, setup.finish, language=language)
+
+    def facts(key: str):
+        segment = store.get(key)
+        return segment.facts, segment.frames
+
+    segment_rows, flagged = index.segment_rows(plan.segments, facts, finished, setup.output, plan.book.title)
     audio_seconds = sum(c.duration_s for c in finished)
     book_row = {
         "title": plan.book.title,
-        "author": plan.book.author,
+        "author": plan.book.author or None,
+        "language": language,
         "source": plan.book.source,
         "chapters": len(finished),
         "segments": len(plan.segments),
         "flagged": flagged,
         "duration_s": audio_seconds,
-        "m4b_path": None if m4b is None else str(m4b),
+        "m4b_path": None if m4b is None else index.relative(m4b.path, setup.output),
+        "m4b_lufs": None if m4b is None else m4b.lufs,
+        "m4b_true_peak_dbtp": None if m4b is None else m4b.true_peak_dbtp,
+        "m4b_passes": None if m4b is None else m4b.passes,
+        "loudness_target_lufs": setup.finish.target,
+        "true_peak_ceiling_dbtp": setup.finish.true_peak_db,
         "model_id": setup.model.checkpoint,
         "model_revision": setup.model_revision,
         "tiny_random_model": setup.model.tiny,
         "voice_id": setup.voice.voice_id,
-        "decoding": _decoding_dict(setup),
+        "decoding": asdict(setup.narration.decoding),
     }
-    index = write_index(setup.output, segment_rows, chapter_rows, book_row)
-    return {"audio_seconds": audio_seconds, "flagged": flagged, "index": str(index), "m4b": None if m4b is None else str(m4b)}
-
-
-def _decoding_dict(setup: RunSetup) -> dict:
-    from dataclasses import asdict
-
-    return asdict(setup.narration.decoding)
-
-
-def _segment_rows(plan: Plan, store: SegmentStore, finished: list, setup: RunSetup) -> tuple[list[dict], int]:
-    import json
-
-    timing = {(row["chapter_index"], row["segment_index"]): row for c in finished for row in c.segments}
-    rows, flagged = [], 0
-    decoding = json.dumps(_decoding_dict(setup), sort_keys=True)
-    positions: dict[int, int] = {}
-    for segment in plan.segments:
-        position = positions.get(segment.chapter_index, 0)
-        positions[segment.chapter_index] = position + 1
-        stored = store.get(segment.key)
-        facts = stored.facts
-        times = timing[(segment.chapter_index, position)]
-        flagged += bool(facts.get("flags"))
-        rows.append({
-            "book": plan.book.title,
-            "chapter_index": segment.chapter_index,
-            "chapter_title": segment.chapter_title,
-            "segment_index": segment.segment_index,
-            "text": segment.text,
-            "model_text": segment.model_text,
-            "boundary": segment.boundary,
-            "key": segment.key,
-            "seed": int(facts["seed"]),
-            "attempts": int(facts["attempts"]),
-            "flags": list(facts.get("flags", [])),
-            "frames": stored.frames,
-            "est_frames": segment.est_frames,
-            "start_sample": times["start_sample"],
-            "end_sample": times["end_sample"],
-            "start_s": times["start_s"],
-            "end_s": times["end_s"],
-            "chapter_file": next(c.flac_path for c in finished if c.chapter_index == segment.chapter_index),
-            "prefix_key": facts.get("prefix_key"),
-            "model_id": setup.model.checkpoint,
-            "model_revision": setup.model_revision,
-            "decoding": decoding,
-        })
-    return rows, flagged
+    info = index.IndexInfo(model_id=setup.model.checkpoint, model_revision=setup.model_revision,
+                           sample_rate_hz=setup.finish.sample_rate, loudness_target_lufs=setup.finish.target,
+                           true_peak_ceiling_dbtp=setup.finish.true_peak_db)
+    folder = index.write_index(setup.output, segment_rows, index.chapter_rows(finished, setup.output), book_row, info)
+    return {"audio_seconds": audio_seconds, "flagged": flagged, "index": str(folder),
+            "m4b": None if m4b is None else m4b.path}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.finish import FinishedChapter, FinishOptions, SegmentSpan, finish_chapter
+from pipeline.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_chapter
 from pipeline.store import SegmentStore
 
 
@@ -45,8 +45,7 @@ def finish_chapter_from_store(
     segments: list[ChapterSegment],
     out_dir: str | Path,
     options: FinishOptions,
-    book_title: str | None,
-    author: str | None,
+    book: BookInfo,
     stem: str,
 ) -> FinishedChapter:
     stored = [store.get(s.key) for s in segments]
@@ -55,4 +54,4 @@ def finish_chapter_from_store(
         SegmentSpan(start=a, end=b, text=s.text, boundary=s.boundary, pause_s=s.pause_s, key=s.key)
         for s, (a, b) in zip(segments, spans)
     ]
-    return finish_chapter(audio, spans_for_finish, out_dir, chapter_index, title, options, book_title, author, stem)
+    return finish_chapter(audio, spans_for_finish, out_dir, chapter_index, title, options, stem=stem, book=book)

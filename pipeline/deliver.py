@@ -205,7 +205,7 @@ def deliver(
         raise DeliveryError(
             f"{destination.name} still measures {measured.true_peak_dbtp:.2f} dBTP after {target.max_passes} "
             f"encodes (ceiling {target.ceiling_db:g} dBTP less a {target.guard_db:g} dB guard); use a higher "
-            "bitrate (finish.lossy_bitrate / finish.m4b_bitrate) or allow more passes (finish.max_passes)"
+            "bitrate (finish.lossy_bitrate) or a lower ceiling (finish.true_peak_db)"
         )
     return Delivered(str(path), measured.lufs, measured.true_peak_dbtp, attempt, gain_db,
                      target.peak_limit_db if limit_db is None else limit_db, target.passes(measured))
