@@ -10,7 +10,21 @@ import subprocess
 
 import pytest
 
-from pipeline.subtitles import Cue, cues_from_rows, format_timestamp, to_srt, to_webvtt, write_srt, write_webvtt
+from pipeline.subtitles import (
+    Cue,
+    CueLimits,
+    cues_from_rows,
+    display_width,
+    format_timestamp,
+    segment_cues,
+    split_segment,
+    spoken_seconds,
+    to_srt,
+    to_webvtt,
+    wrap,
+    write_srt,
+    write_webvtt,
+)
 
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe not installed")
 
@@ -94,3 +108,73 @@ def test_ffmpeg_reads_the_files_with_the_right_times(tmp_path, kind):
     for (start, end, _), packet in zip(ROWS, packets):
         assert float(packet["pts_time"]) == pytest.approx(start, abs=0.0005)
         assert float(packet["pts_time"]) + float(packet["duration_time"]) == pytest.approx(end, abs=0.001)
+
+
+# --- cues that follow common practice ------------------------------------------------------
+
+MOBY = ("Call me Ishmael. Some years ago—never mind how long precisely—having little or no money in my purse, "
+        "and nothing particular to interest me on shore, I thought I would sail about a little and see the "
+        "watery part of the world. It is a way I have of driving off the spleen and regulating the circulation.")
+ZH = "这是一个很长的中文句子，用来测试字幕的切分是否正确，每一行不能超过二十一个汉字。第二句话在这里！还有第三句。"
+
+
+def check_limits(cues: list[Cue], limits: CueLimits = CueLimits()) -> None:
+    for cue in cues:
+        lines = cue.text.split("\n")
+        assert 1 <= len(lines) <= limits.max_lines, cue
+        assert all(display_width(line) <= limits.max_line_chars for line in lines), cue
+        assert cue.end_s - cue.start_s <= limits.max_seconds + 1e-9, cue
+
+
+@pytest.mark.parametrize("text, seconds", [(MOBY, 19.0), (MOBY, 30.0), (ZH, 20.0), ("Short.", 1.0)])
+def test_cues_fit_two_lines_of_42_and_seven_seconds(text, seconds):
+    cues = split_segment(text, 3.0, 3.0 + seconds)
+    check_limits(cues)
+    # together they are the segment: its words in order, its time end to end
+    assert "".join("".join(c.text.split()) for c in cues) == "".join(text.split())
+    assert cues[0].start_s == 3.0 and cues[-1].end_s == 3.0 + seconds
+    assert all(a.end_s == pytest.approx(b.start_s) for a, b in zip(cues, cues[1:]))
+
+
+def test_cues_are_cut_at_sentences_first_then_clauses():
+    cues = split_segment(MOBY, 0.0, 19.0)
+    assert cues[0].text == "Call me Ishmael."
+    assert cues[-1].text.replace("\n", " ").startswith("It is a way")  # a sentence starts a cue
+    zh = split_segment(ZH, 0.0, 20.0)
+    assert [c.text for c in zh][-2:] == ["第二句话在这里！", "还有第三句。"]
+    assert all(c.text[-1] in "，。！" for c in zh)  # every cut at punctuation
+
+
+def test_time_is_shared_by_spoken_length():
+    text = "One. Two three four five six seven eight nine ten eleven."
+    first, second = split_segment(text, 0.0, 6.0)
+    ratio = spoken_seconds("One.") / spoken_seconds(text)
+    assert first.end_s == pytest.approx(6.0 * ratio) and second.start_s == first.end_s
+    assert spoken_seconds("中文") == pytest.approx(2 / 4.5) and spoken_seconds("ab, c!") == pytest.approx(3 / 11.5)
+
+
+def test_a_long_sentence_without_punctuation_is_cut_between_words_and_a_huge_word_by_characters():
+    words = " ".join(f"word{i}" for i in range(40))
+    cues = split_segment(words, 0.0, 12.0)
+    check_limits(cues)
+    assert " ".join(c.text.replace("\n", " ") for c in cues) == words  # cut between words only
+    url = "https://example.org/" + "a" * 150
+    check_limits(split_segment(url, 0.0, 3.0))
+
+
+def test_wrap_balances_two_lines_and_refuses_what_does_not_fit():
+    assert wrap("Short line.") == ["Short line."]
+    first, second = wrap("I thought I would sail about a little and see the watery part of the world.")
+    assert abs(len(first) - len(second)) <= 12 and max(len(first), len(second)) <= 42
+    assert wrap("x" * 43 + " " + "y" * 43) is None
+    assert wrap("x " * 30, CueLimits(max_lines=1)) is None
+    with pytest.raises(ValueError):
+        CueLimits(max_lines=3)
+
+
+def test_segments_mode_keeps_one_cue_per_segment():
+    rows = [(0.0, 19.0, MOBY), (19.5, 21.0, "The end.")]
+    assert [c.text for c in segment_cues(rows, "segments")] == [MOBY, "The end."]
+    assert len(segment_cues(rows, "sentences")) > 2
+    with pytest.raises(ValueError, match="valid modes: sentences, segments"):
+        segment_cues(rows, "words")
