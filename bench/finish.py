@@ -2,8 +2,10 @@
 
 Synthesizes an hour of speech-like audio (harmonic syllables with wandering pitch and
 fricative noise, loud peaks, pauses), cut into ~5 s segments, then times
-``finish_chapter`` (stitch, loudness + true-peak limiter, FLAC, lossy, subtitles) and
-``finish_book`` (the M4B of that hour) separately. Prints wall times and peak memory.
+``finish_chapter`` (stitch, loudness + true-peak limiter, FLAC, lossy, subtitles, with every
+delivered file decoded and measured after encoding, and encoded again if it misses) and
+``finish_book`` (the M4B of that hour, measured likewise) separately. Prints wall times,
+peak memory and what each delivered file measures.
 
     python bench/finish.py [--minutes 60] [--lossy mp3] [--out DIR]
 """
@@ -126,13 +128,18 @@ def main() -> None:
         print(f"  input {chapter.input_lufs:.2f} LUFS -> output {chapter.output_lufs:.2f} LUFS, "
               f"gain {chapter.gain_db:+.2f} dB, limiter up to {chapter.limiter_reduction_db:.2f} dB, "
               f"true peak {chapter.true_peak_dbtp:.2f} dBTP")
+        for name, delivered in (("FLAC", chapter.flac), (options.lossy_format, chapter.lossy)):
+            if delivered is not None:
+                print(f"  delivered {name}: {delivered.lufs:.2f} LUFS, {delivered.true_peak_dbtp:.2f} dBTP "
+                      f"({delivered.passes} encode(s))")
         print(f"  peak RSS during finish_chapter: {peak_rss_mb():.0f} MB")
         reset_peak_rss()
         started, (own0, kids0) = time.perf_counter(), cpu_seconds()
-        finish_book([chapter], out / "book.m4b", "Bench Book", "Bench Author", options=options)
+        m4b = finish_book([chapter], out / "book.m4b", "Bench Book", "Bench Author", options=options)
         book_s, (own1, kids1) = time.perf_counter() - started, cpu_seconds()
         print(f"finish_book (M4B, AAC {options.m4b_bitrate}, encoder speed {options.encoder_speed}): "
               f"{book_s:.1f} s wall; CPU {own1 - own0:.1f} s Python + {kids1 - kids0:.1f} s FFmpeg")
+        print(f"  delivered M4B: {m4b.lufs:.2f} LUFS, {m4b.true_peak_dbtp:.2f} dBTP ({m4b.passes} encode(s))")
         print(f"total: {chapter_s + book_s:.1f} s wall for {args.minutes:.0f} min of audio")
         print(f"  peak RSS during finish_book: {peak_rss_mb():.0f} MB (this process; FFmpeg runs apart)")
         print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "

@@ -83,14 +83,14 @@ def uninterrupted(book, voice, ray_local, tmp_path_factory):
 def test_index_matches_plan_and_files(uninterrupted):
     output, summary = uninterrupted
     plan = pq.read_table(output / "plan.parquet").to_pylist()
-    segments = pq.read_table(output / "index" / "segments.parquet").to_pylist()
-    chapters = pq.read_table(output / "index" / "chapters.parquet").to_pylist()
+    segments = pq.read_table(output / "index" / "segments" / "segments.parquet").to_pylist()
+    chapters = pq.read_table(output / "index" / "chapters" / "chapters.parquet").to_pylist()
     assert [(s["chapter_index"], s["segment_index"], s["key"], s["text"]) for s in segments] == [
         (p["chapter_index"], p["segment_index"], p["key"], p["text"]) for p in plan]
     assert summary["segments"] == len(plan) and summary["generated"] == len(plan) and summary["reused"] == 0
     assert len(chapters) == 3
     for chapter in chapters:
-        audio, rate = soundfile.read(chapter["flac_path"])
+        audio, rate = soundfile.read(output / chapter["flac_path"])  # paths are relative to the output
         assert rate == 24000 and len(audio) == chapter["num_samples"]
         rows = [s for s in segments if s["chapter_index"] == chapter["chapter_index"]]
         assert all(s["chapter_file"] == chapter["flac_path"] for s in rows)
@@ -99,13 +99,13 @@ def test_index_matches_plan_and_files(uninterrupted):
             assert row["end_sample"] < following["start_sample"]  # a pause lies between
         for row in rows:  # each segment spans its frames' samples exactly
             assert row["end_sample"] - row["start_sample"] == row["frames"] * 1920
-    assert (output / "index" / "book.parquet").is_file()
+    assert (output / "index" / "book" / "book.parquet").is_file()
 
 
 def test_carried_prefix_is_the_previous_segment(uninterrupted):
     output, _ = uninterrupted
     store = SegmentStore(str(output / "store"))
-    segments = pq.read_table(output / "index" / "segments.parquet").to_pylist()
+    segments = pq.read_table(output / "index" / "segments" / "segments.parquet").to_pylist()
     for previous, segment in zip(segments, segments[1:]):
         facts = store.get(segment["key"]).facts
         if segment["chapter_index"] != previous["chapter_index"]:
@@ -134,14 +134,14 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted, book, voice, tmp_p
     os.killpg(process.pid, signal.SIGKILL)  # the driver, its embedded Ray and the actors
     process.wait()
     interrupted_with = len(store.keys())
-    assert not (output_b / "index" / "book.parquet").exists()
+    assert not (output_b / "index" / "book" / "book.parquet").exists()
 
     summary = run(config(*overrides(book, output_b, voice)))
     # An actor of the killed run may still store the segment it was on while Ray notices that
     # its driver is gone: such a segment is reused too.
     assert summary["reused"] >= interrupted_with >= 3
-    a = pq.read_table(output_a / "index" / "segments.parquet").to_pylist()
-    b = pq.read_table(output_b / "index" / "segments.parquet").to_pylist()
+    a = pq.read_table(output_a / "index" / "segments" / "segments.parquet").to_pylist()
+    b = pq.read_table(output_b / "index" / "segments" / "segments.parquet").to_pylist()
     fields = ("key", "seed", "frames", "start_sample", "end_sample", "attempts")
     assert [[row[f] for f in fields] for row in a] == [[row[f] for f in fields] for row in b]
     for key in (row["key"] for row in a):
@@ -202,13 +202,13 @@ def test_finish_job_refinishes_from_the_store_without_narrating(uninterrupted, b
     result = finish(config("job=finish", *overrides(book, output, voice), "finish.loudness_preset=podcast",
                            "finish.lossy_format=opus"))
     assert {p: p.stat().st_mtime_ns for p in (output / "store").rglob("*.safetensors")} == stored
-    chapters = pq.read_table(output / "index" / "chapters.parquet").to_pylist()
+    chapters = pq.read_table(output / "index" / "chapters" / "chapters.parquet").to_pylist()
     assert len(chapters) == 3 and result["m4b"]
     for chapter in chapters:
         assert chapter["lossy_path"].endswith(".opus")
-        assert abs(chapter["output_lufs"] - (-16.0)) <= 1.0
-    segments = pq.read_table(output / "index" / "segments.parquet").to_pylist()
-    original = pq.read_table(uninterrupted[0] / "index" / "segments.parquet").to_pylist()
+        assert abs(chapter["flac_lufs"] - (-16.0)) <= 0.5 and chapter["lossy_true_peak_dbtp"] <= -1.0
+    segments = pq.read_table(output / "index" / "segments" / "segments.parquet").to_pylist()
+    original = pq.read_table(uninterrupted[0] / "index" / "segments" / "segments.parquet").to_pylist()
     assert [s["key"] for s in segments] == [s["key"] for s in original]
 
 
@@ -222,6 +222,41 @@ def test_finish_job_refuses_an_unnarrated_book(book, voice, tmp_path, ray_local)
     assert not (tmp_path / "fresh" / "index").exists()
 
 
+def test_a_sweep_writes_each_job_apart_and_shares_the_store(uninterrupted, book, voice, tmp_path):
+    """`-m finish.loudness_preset=audiobook,podcast`: two outputs side by side, one store."""
+    import shutil
+
+    output = tmp_path / "sweep"
+    shutil.copytree(uninterrupted[0] / "store", output / "store")
+    stored = {p: p.stat().st_mtime_ns for p in (output / "store").rglob("*.safetensors")}
+    result = cli("-m", "job=finish", *overrides(book, output, voice), "finish.loudness_preset=audiobook,podcast",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in output.iterdir() if p.name != "store")
+    assert len(jobs) == 2
+    for preset, target in (("audiobook", -18.0), ("podcast", -16.0)):
+        [job] = [p for p in jobs if f"finish.loudness_preset={preset}" in p.name]
+        chapters = pq.read_table(job / "index" / "chapters" / "chapters.parquet").to_pylist()
+        assert len(chapters) == 3 and all(abs(c["flac_lufs"] - target) <= 0.5 for c in chapters)
+        assert (job / chapters[0]["flac_path"]).is_file() and not (job / "store").exists()
+    assert {p: p.stat().st_mtime_ns for p in (output / "store").rglob("*.safetensors")} == stored
+
+
+def test_index_tables_load_with_datasets_and_duckdb(uninterrupted):
+    import duckdb
+
+    datasets = pytest.importorskip("datasets")
+    output, summary = uninterrupted
+    plan = pq.read_table(output / "plan.parquet").to_pylist()
+    loaded = datasets.load_dataset("parquet", data_dir=str(output / "index" / "segments"), split="train")
+    assert loaded.num_rows == len(plan)
+    assert [(r["language"], r["paragraph_index"]) for r in loaded] == [(p["language"], p["paragraph_index"]) for p in plan]
+    count = duckdb.connect().execute(
+        f"SELECT count(*) FROM read_parquet('{output}/index/chapters/*.parquet') WHERE flac_true_peak_dbtp <= -1.0"
+    ).fetchone()[0]
+    assert count == 3
+
+
 def test_m4b_chapters_match_the_index(uninterrupted):
     import json
 
@@ -229,7 +264,7 @@ def test_m4b_chapters_match_the_index(uninterrupted):
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_chapters", "-of", "json", summary["m4b"]],
                            capture_output=True, text=True, check=True)
     info = json.loads(probe.stdout)
-    chapters = pq.read_table(output / "index" / "chapters.parquet").to_pylist()
+    chapters = pq.read_table(output / "index" / "chapters" / "chapters.parquet").to_pylist()
     assert [c["tags"]["title"] for c in info["chapters"]] == [c["title"] for c in chapters]
     total = sum(c["num_samples"] for c in chapters) / 24000
     assert abs(float(info["format"]["duration"]) - total) < 0.1
