@@ -64,7 +64,9 @@ from moss_model.sampling import (
 NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
 PREFILL_CHUNK = 128  # prompt tokens per prefill forward
-FREE_TEXT_ROWS = 4  # rows per run of the whole text head
+# Rows per run of the whole text head: on CUDA its weights' reads dominate, so a run of 8 rows
+# costs about what a run of 1 costs; on CPU the arithmetic does, so a row at a time.
+FREE_TEXT_ROWS = {"cuda": 8, "cpu": 1}
 DEFAULT_MAX_ROW_TOKENS = 2048  # KV slots per row: prompt + generated rows
 DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
 CPU_MEMORY_BUDGET = 2 << 30  # bytes for the pool on CPU when neither capacity nor budget is given
@@ -98,6 +100,7 @@ class EngineStats:
     prefill_tokens: int = 0  # prompt tokens computed
     prefix_cache_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     admissions: int = 0
+    text_head_rows: int = 0  # rows run through the whole text head (runs x free_text_rows)
     host_checks: int = 0  # times the host waited to read row states
     prefill_seconds: float = 0.0
     step_seconds: float = 0.0  # sampling and decoding (the host does not wait per step, so on
@@ -221,7 +224,7 @@ class Engine:
     at once; more saves host waits at the cost of slots idling until the next check).
     admit_tokens_per_step: prompt tokens prefilled per step while other rows decode, so that
     admissions never stall the pool for long (an empty pool admits without limit).
-    free_text_rows: rows per run of the whole text head. admission: which queued request takes
+    free_text_rows: rows per run of the whole text head (default 8 on CUDA, 1 elsewhere). admission: which queued request takes
     a free slot: 'fifo' (the order of submission) or 'longest_first' (the largest max_new_frames,
     so that a bulk job's last rows are short and the pool drains quickly).
     """
@@ -240,9 +243,11 @@ class Engine:
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         check_every: int = 1,
         admit_tokens_per_step: int = 4 * PREFILL_CHUNK,
-        free_text_rows: int = FREE_TEXT_ROWS,
+        free_text_rows: int | None = None,
         admission: str = "fifo",
     ) -> None:
+        if free_text_rows is None:
+            free_text_rows = FREE_TEXT_ROWS.get(model.device.type, 1)
         if min(max_row_tokens, prefill_chunk, check_every, admit_tokens_per_step, free_text_rows) < 1:
             raise ValueError(
                 "max_row_tokens, prefill_chunk, check_every, admit_tokens_per_step and free_text_rows must be at least 1"
@@ -514,6 +519,7 @@ class Engine:
         if runs:
             padded = np.resize(free_rows, runs * G)  # repeats fill the last run: a repeated row samples the same token
             self.free_rows[: runs * G].copy_(torch.from_numpy(padded))
+        self.stats.text_head_rows += runs * G
         step = lambda: self._sample_rows(runs, *plans)  # noqa: E731
         if self.decode_mode == "graph":
             self.sampling_graphs.run((runs, plans, self.seen is not None), step, self._sampling_mutable)
@@ -625,9 +631,11 @@ class Engine:
     # ---------------------------------------------------------------- checks
 
     def _schedule_check(self) -> None:
-        """The next check: when some row may have sampled free text or reaches its step limit."""
+        """The next check: the step before some row may sample free text (to run the text head
+        only for rows that really may: the others are still inside audio, their bound moves on),
+        the step at which it may (after which it may have stopped), or a step limit."""
         limits = int(self._limit_step.min())
-        self._check_at = max(min(int(self._free_text_step.min()), limits), self._last_check + self.check_every)
+        self._check_at = max(min(int(self._free_text_step.min()) - 1, limits), self._last_check + self.check_every)
 
     def _check(self, step: int) -> list[Finished]:
         """Read the row states (the host waits here), retire rows that ended, plan the next check."""
