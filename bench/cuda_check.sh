@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check of the generation engine, as one prepared run of about five minutes on one
+# The GPU check of the generation engine, as one prepared run of about eight minutes on one
 # H100 or H200 (the device machines have PyTorch, tokenizers and safetensors already):
 #   1. CUDA graph replays give the rows of the same fixed-shape step run eagerly, and the bf16
 #      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py);
 #   2. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
 #      on CUDA), then eager launches (the in-process baseline); the upstream loop if asked (below);
 #      then graphs over torch.compile'd layers (a compile of a minute or two);
-#   3. the decode step alone in each mode, without sampling (bench/decode_step.py).
+#   3. the decode step alone in each mode, without sampling (bench/decode_step.py);
+#   4. the continuous-batching engine with the 8B shape: audio seconds per second at pools of 64
+#      and 128 rows (about 440-token prompts sharing a voice head, 190-frame segments;
+#      bench/engine.py --config 8b; target at least 300 on one H200).
 # To see where time goes: bench/generate.py --profile or --sync-debug, bench/decode_step.py.
 # Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
 # With MOSS_TTS_UPSTREAM set to a checkout of OpenMOSS/MOSS-TTS (never part of this project;
@@ -31,6 +34,7 @@ log="${OUT:-/tmp}/cuda_check.log"
   fi
   timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph+compile
   timeout 300 python3 bench/decode_step.py --config 8b --device cuda --batches 1 16  # the step alone, no sampling
+  timeout 420 python3 bench/engine.py --config 8b --device cuda --capacities 64 128 --json "${OUT:-/tmp}/engine_8b.json"
 } 2>&1 | tee "$log"
 echo "== summary =="
-grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ )|passed|failed|error" "$log"
+grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ |capacity | *pool )|passed|failed|error" "$log"

@@ -3,7 +3,8 @@
     python bench/decode_step.py --config 8b --device cuda --batches 1 16
 
 For each batch size and decode mode (static, graph, graph+compile; graphs need CUDA) it runs the
-fixed-shape step back to back inside audio (the two-slot text head) and prints:
+engine's fixed-shape decode step (every slot at position 100, the slot and audio heads) back to
+back and prints:
   - step ms: wall time per step with the device kept busy (host launches overlap device work);
   - host ms: time the host spends issuing one step (launches only, measured before the sync);
   - GB/s: weight bytes streamed per step over step ms.
@@ -19,17 +20,27 @@ import time
 import torch
 
 from bench.generate import build, streamed_bytes
-from moss_model.decoders import GraphDecoder, StaticDecoder
+from moss_model.engine import Engine
+from moss_model.decoders import round_to_window
 
 
-def time_steps(decoder: StaticDecoder, row_ids, positions, slot_ids, steps: int) -> tuple[float, float]:
+def time_steps(engine: Engine, steps: int) -> tuple[float, float]:
     """(wall ms per step, host ms per step) over `steps` back-to-back decode steps."""
-    decoder.decode(row_ids, positions, 100, slot_ids)  # warm-up (capture for graphs)
-    sync = torch.cuda.synchronize if row_ids.is_cuda else (lambda: None)
+    window = round_to_window(100 + steps + 1)
+
+    def decode() -> None:
+        if engine.decode_mode == "graph":
+            engine.decode_graphs.run(window, lambda: engine._decode_rows(window))
+        else:
+            engine._decode_rows(window)
+
+    decode()  # warm-up (capture for graphs)
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
     sync()
     started = time.perf_counter()
     for step in range(steps):
-        decoder.decode(row_ids, positions, 100 + step, slot_ids)
+        engine.slots.fill_(100 + step)
+        decode()
     issued = time.perf_counter()
     sync()
     finished = time.perf_counter()
@@ -44,24 +55,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    model, _ = build(args.config, args.device, dtype)
-    c = model.config
-    slot_ids = torch.tensor([c.audio_assistant_gen_slot_token_id, c.audio_assistant_delay_slot_token_id], device=model.device)
-    modes = [("static", StaticDecoder, False)]
+    model, processor = build(args.config, args.device, dtype)
+    modes = [("static", "static", False)]
     if model.device.type == "cuda":
-        modes += [("graph", GraphDecoder, False), ("graph+compile", GraphDecoder, True)]
+        modes += [("graph", "graph", False), ("graph+compile", "graph", True)]
     print(f"config={args.config} device={model.device} dtype={dtype}; weights streamed per step: {streamed_bytes(model) / 1e9:.2f} GB")
     print(f"{'mode':>13} {'batch':>5} {'step ms':>8} {'host ms':>8} {'GB/s':>7}")
-    for name, kind, compile_layers in modes:
+    for name, mode, compile_layers in modes:
         for B in args.batches:
-            decoder = kind(model, B, 100 + args.steps + 1, compile_layers=compile_layers)
-            decoder.key_valid[:, : 100 + args.steps + 1] = True
-            row_ids = torch.zeros(B, 1, c.n_vq + 1, dtype=torch.long, device=model.device)
-            positions = torch.full((B, 1), 100, dtype=torch.long, device=model.device)
+            engine = Engine(model, processor, B, max_row_tokens=100 + args.steps + 1, decode_mode=mode,
+                            compile_layers=compile_layers, prefix_cache_bytes=0)
             with torch.inference_mode():
-                step_ms, host_ms = min(time_steps(decoder, row_ids, positions, slot_ids, args.steps) for _ in range(3))
+                step_ms, host_ms = min(time_steps(engine, args.steps) for _ in range(3))
             print(f"{name:>13} {B:>5} {step_ms:>8.2f} {host_ms:>8.2f} {streamed_bytes(model) / step_ms / 1e6:>7.0f}", flush=True)
-            del decoder
+            del engine
 
 
 if __name__ == "__main__":

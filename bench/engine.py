@@ -123,6 +123,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--capacity", type=int, default=32, help="tiny: the pool and the static batch size")
     parser.add_argument("--capacities", type=int, nargs="+", default=[64, 128], help="8b: pool sizes to time")
+    parser.add_argument("--pools", action="store_true", help="time --capacities (the 8b default) with any config")
     parser.add_argument("--voice-frames", type=int, default=None, help="reference length (default: tiny 125, 8b 330)")
     parser.add_argument("--segment-frames", type=int, default=190, help="8b: frames per segment")
     parser.add_argument("--decode", default="auto", help="decode mode (see moss_model.decoders)")
@@ -139,8 +140,8 @@ def main() -> int:
     decoding = DecodingParams()
     n_vq = model.config.n_vq
 
-    if args.config == "8b":
-        return run_8b(args, model, processor, decoding)
+    if args.config == "8b" or args.pools:
+        return run_pools(args, model, processor, decoding)
 
     frames, source = plan_frames(args.book, args.requests)
     prompts = prompts_for(processor, frames, args.voice_frames or 125, 24, n_vq)
@@ -176,8 +177,8 @@ def main() -> int:
     return 0
 
 
-def run_8b(args, model, processor, decoding) -> int:
-    """Audio-s/s of a full pool of 8B rows (steady state: twice the capacity in requests)."""
+def run_pools(args, model, processor, decoding) -> int:
+    """Audio-s/s of full pools (steady state: twice the capacity in requests, after a warm-up run)."""
     n_vq = model.config.n_vq
     results = {}
     for capacity in args.capacities:

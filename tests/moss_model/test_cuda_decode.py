@@ -74,3 +74,24 @@ def test_rms_normalize_in_bfloat16_on_cuda_gives_the_float32_result_rounded_once
     expected = (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).bfloat16()
     mismatched = (rms_normalize(x, 1e-6) != expected).float().mean().item()
     assert mismatched < 1e-3  # the fused kernel may reduce in another order: a rare last-bit difference
+
+
+def test_engine_rows_do_not_depend_on_the_schedule_on_cuda(cuda_tts):
+    """At one capacity a row's frames are the same whatever else shares the pool and whenever it
+    was admitted (every shape is fixed by the engine), in graph mode as in the static step."""
+    from moss_model.engine import Engine
+
+    tts = cuda_tts
+    voice = torch.randint(0, 1024, (30, tts.config.n_vq), generator=torch.Generator().manual_seed(0))
+    texts = TEXTS + ["Call me Ishmael.", "It is a way I have of driving off the spleen."]
+    prompts = [tts.processor.build_prompt(SpeechRequest(text=t, reference=[voice] if i % 2 else None))
+               for i, t in enumerate(texts)]
+    limits = [40, 12, 30, 8, 25]
+    results = []
+    for mode, order in (("static", [0, 1, 2, 3, 4]), ("graph", [4, 2, 0, 3, 1]), ("graph", [1, 3, 0, 2, 4])):
+        engine = Engine(tts.model, tts.processor, 3, max_row_tokens=512, decode_mode=mode, compile_layers=False)
+        ids = {engine.submit(prompts[i], 10 + i, DecodingParams(), limits[i]): i for i in order}
+        results.append({ids[f.request_id]: f.result.rows for f in engine.run()})
+    for other in results[1:]:
+        for i in range(len(prompts)):
+            assert torch.equal(other[i], results[0][i]), i
