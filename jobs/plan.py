@@ -18,6 +18,7 @@ def plan_options(cfg: DictConfig) -> PlanOptions:
     return PlanOptions(
         target_seconds=float(plan.target_seconds),
         max_seconds=float(plan.max_seconds),
+        max_run_seconds=float(plan.max_run_seconds),
         rates=SpeakingRates(en=float(plan.speaking_rate.en), zh=float(plan.speaking_rate.zh)),
         language=str(cfg.language),
         read=ReadOptions(

@@ -54,6 +54,7 @@ PLAN_SCHEMA = pa.schema([
     pa.field("chapter_title", pa.string(), nullable=False),
     pa.field("segment_index", pa.int32(), nullable=False),
     pa.field("paragraph_index", pa.int32(), nullable=False),
+    pa.field("run_index", pa.int32(), nullable=False),
     pa.field("text", pa.string(), nullable=False),
     pa.field("model_text", pa.string(), nullable=False),
     pa.field("boundary", pa.string(), nullable=False),
@@ -69,6 +70,10 @@ PLAN_SCHEMA = pa.schema([
 class PlanOptions:
     target_seconds: float = 18.0
     max_seconds: float = 30.0
+    # A chapter longer than this is narrated as several runs, cut at paragraph boundaries: each
+    # run starts again from the voice, so runs narrate in parallel and the longest chapter does
+    # not set the book's critical path.
+    max_run_seconds: float = 300.0
     rates: SpeakingRates = SpeakingRates()
     language: str = "auto"  # "auto" (per segment: script, then a detector) or one of LANGUAGES for all
     read: ReadOptions = ReadOptions()
@@ -77,6 +82,8 @@ class PlanOptions:
     def __post_init__(self) -> None:
         if not 0 < self.target_seconds <= self.max_seconds:
             raise ValueError(f"need 0 < target_seconds <= max_seconds, got {self.target_seconds} and {self.max_seconds}")
+        if self.max_run_seconds <= 0:
+            raise ValueError(f"max_run_seconds must be positive, got {self.max_run_seconds}")
         if self.language not in ("auto", *LANGUAGES):
             raise ValueError(f"language must be one of auto, {', '.join(LANGUAGES)}; got {self.language!r}")
 
@@ -96,6 +103,7 @@ class PlanSegment:
     lexicon_entries: tuple[str, ...]
     key: str
     pause_s: float | None = None  # explicit pause after it (seconds, from markers); None: the boundary's default
+    run_index: int = 0  # within the chapter: a run is narrated as one chain of continuations (see PlanOptions)
 
 
 @dataclass
@@ -204,9 +212,16 @@ class _Planner:
         segments: list[PlanSegment] = []
         lead_pause: float | None = None
         previous_text: str | None = None
+        run_index, run_seconds = 0, 0.0
         for paragraph_index, paragraph in enumerate(chapter.paragraphs):
             cuts = self._cuts(index, chapter, paragraph)
             self._check_coverage(index, chapter, paragraph, cuts)
+            # A new run before a paragraph that would take the run past max_run_seconds (measured
+            # without the lexicon, like the cuts, so that a lexicon change never moves a run).
+            paragraph_seconds = sum(cut.seconds for cut in cuts)
+            if segments and run_seconds and run_seconds + paragraph_seconds > self.options.max_run_seconds:
+                run_index, run_seconds, previous_text = run_index + 1, 0.0, None
+            run_seconds += paragraph_seconds
             for cut in cuts:
                 text = paragraph.text[cut.start:cut.speech_end].strip()
                 model_text, used = self.model_text([paragraph.text[a:b] for a, b in cut.units])
@@ -237,7 +252,7 @@ class _Planner:
                     segment_index=len(segments), paragraph_index=paragraph_index, text=text,
                     model_text=model_text, boundary=cut.boundary, est_frames=seconds_to_frames(seconds),
                     language=language, lexicon_entries=tuple(used),
-                    key=self.key_inputs.key(model_text, previous_text), pause_s=cut.pause_s,
+                    key=self.key_inputs.key(model_text, previous_text), pause_s=cut.pause_s, run_index=run_index,
                 ))
                 previous_text = model_text
             self._memo.clear()

@@ -74,7 +74,11 @@ def check_plan_invariants(plan) -> None:
         assert segments[-1].boundary == "chapter"
         assert all(s.boundary in ("clause", "sentence", "paragraph") for s in segments[:-1])
         previous = None
-        for s in segments:  # each key chains to the model text before it in the chapter
+        for i, s in enumerate(segments):  # each key chains to the model text before it in its run
+            if i and s.run_index != segments[i - 1].run_index:
+                assert s.run_index == segments[i - 1].run_index + 1
+                assert s.paragraph_index != segments[i - 1].paragraph_index  # runs start with a paragraph
+                previous = None  # a run starts again from the voice
             assert s.key == KEYS.key(s.model_text, previous)
             previous = s.model_text
 
@@ -444,9 +448,36 @@ def test_property_plan_bounds_join_and_stable_keys(chapters, target, extra):
     check_segments_and_markers_join(book, plan)
     previous = {}
     for s in plan.segments:
+        if s.run_index != previous.get((s.chapter_index, "run"), s.run_index):
+            previous.pop(s.chapter_index)
+        previous[(s.chapter_index, "run")] = s.run_index
         assert s.key == segment_key(s.model_text, voice_id=KEYS.voice_id, model_id=KEYS.model_id,
                                     model_revision=KEYS.model_revision, decoding=KEYS.decoding,
                                     seed_policy=KEYS.seed_policy,
                                     carryover_bound_frames=KEYS.carryover_bound_frames,
                                     previous_text=previous.get(s.chapter_index))
         previous[s.chapter_index] = s.model_text
+
+
+def test_long_chapters_are_cut_into_runs_at_paragraph_boundaries():
+    paragraphs = [f"Paragraph {i}. " + "The whale rose and the sea went white around the boat. " * 8 for i in range(12)]
+    book = Book(title="Runs", author="", language="en", source="runs.txt",
+                chapters=[Chapter("Long", [Paragraph(p, f"line {i + 1}") for i, p in enumerate(paragraphs)], "line 1"),
+                          Chapter("Short", [Paragraph("Only this.", "line 20")], "line 20")])
+    options = PlanOptions(max_run_seconds=120)
+    plan = build_plan(book, options, None, KEYS)
+    long = [s for s in plan.segments if s.chapter_index == 0]
+    runs: dict[int, list] = {}
+    for s in long:
+        runs.setdefault(s.run_index, []).append(s)
+    assert sorted(runs) == list(range(len(runs))) and len(runs) >= 3
+    for run in runs.values():
+        seconds = sum(s.est_frames for s in run) / 12.5
+        paragraph_seconds = max(sum(s.est_frames for s in run if s.paragraph_index == p) / 12.5
+                                for p in {s.paragraph_index for s in run})
+        assert seconds <= options.max_run_seconds + paragraph_seconds  # cut at the first paragraph past the bound
+        assert run[0].key == KEYS.key(run[0].model_text, None)  # anchored on the voice again
+    assert [s.run_index for s in plan.segments if s.chapter_index == 1] == [0]
+    whole = build_plan(book, PlanOptions(max_run_seconds=10_000), None, KEYS)
+    assert {s.run_index for s in whole.segments} == {0}
+    assert [s.text for s in whole.segments] == [s.text for s in plan.segments]  # runs never move a cut
