@@ -21,7 +21,7 @@ from pipeline.finish import FinishOptions
 from pipeline.keys import KeyInputs
 from pipeline.lexicon import Lexicon
 from pipeline.models import ModelChoice, resolve_model
-from pipeline.narrate import ChapterReport, ChapterTask, NarrationOptions, SegmentTask
+from pipeline.narrate import ChapterReport, NarrationOptions, RunTask, SegmentTask
 from pipeline.plan import PLAN_FILE, Plan, build_plan, write_plan
 from pipeline.reading import read_book
 from pipeline.stitch import PauseOptions
@@ -37,7 +37,6 @@ class ClusterOptions:
     num_actors: int
     gpus_per_actor: float
     cpus_per_actor: float
-    chapters_per_actor: int
     finish_cpus: float
     num_cpus: int | None
     dashboard: bool
@@ -78,6 +77,7 @@ def narration_options(cfg: DictConfig, tiny: bool) -> NarrationOptions:
         max_duration_ratio=float(n.max_duration_ratio),
         silence_dbfs=float(n.silence_dbfs),
         max_frames_per_segment=int(n.max_frames_per_segment),
+        capacity=None if str(n.capacity) == "auto" else int(n.capacity),
     )
 
 
@@ -109,7 +109,6 @@ def cluster_options(cfg: DictConfig, cuda_available: bool) -> ClusterOptions:
         num_actors=int(c.num_actors),
         gpus_per_actor=float(gpus),
         cpus_per_actor=float(c.cpus_per_actor),
-        chapters_per_actor=max(1, int(c.chapters_per_actor)),
         finish_cpus=float(c.finish_cpus),
         num_cpus=None if c.num_cpus is None else int(c.num_cpus),
         dashboard=bool(c.dashboard),
@@ -177,29 +176,34 @@ def make_plan(cfg: DictConfig, setup: RunSetup) -> Plan:
         carried = replace(inputs, voice_id=f"{GENERATED_VOICE}:{first.key}")
         rekeyed = [first]
         for segment in plan.segments[1:]:
-            prev = rekeyed[-1] if rekeyed[-1].chapter_index == segment.chapter_index else None
+            prev = rekeyed[-1] if same_run(rekeyed[-1], segment) else None
             rekeyed.append(replace(segment, key=carried.key(segment.model_text, prev.model_text if prev else None)))
         plan.segments[:] = rekeyed
     write_plan(plan, setup.output / PLAN_FILE)
     return plan
 
 
-def chapter_tasks(plan: Plan) -> list[ChapterTask]:
-    chapters: dict[int, list] = {}
+def same_run(a, b) -> bool:
+    return (a.chapter_index, a.run_index) == (b.chapter_index, b.run_index)
+
+
+def run_tasks(plan: Plan) -> list[RunTask]:
+    """The plan's runs, each a chain of continuations from its first segment."""
+    runs: dict[tuple[int, int], list] = {}
     for segment in plan.segments:
-        chapters.setdefault(segment.chapter_index, []).append(segment)
+        runs.setdefault((segment.chapter_index, segment.run_index), []).append(segment)
     tasks = []
-    for index, segments in chapters.items():
+    for (chapter_index, run_index), segments in runs.items():
         items = []
         for position, s in enumerate(segments):
             previous = segments[position - 1] if position else None
             items.append(SegmentTask(
-                key=s.key, chapter_index=index, segment_index=s.segment_index, model_text=s.model_text,
+                key=s.key, chapter_index=chapter_index, segment_index=s.segment_index, model_text=s.model_text,
                 est_frames=s.est_frames, language=s.language,
                 previous_key=previous.key if previous else None,
                 previous_text=previous.model_text if previous else None,
             ))
-        tasks.append(ChapterTask(index, segments[0].chapter_title, tuple(items)))
+        tasks.append(RunTask(chapter_index, run_index, segments[0].chapter_title, tuple(items)))
     return tasks
 
 
@@ -214,9 +218,9 @@ def run(cfg: DictConfig) -> dict:
     summary = plan.summary()
     print(summary.format())
     store = SegmentStore(str(setup.store))
-    chapters = chapter_tasks(plan)
+    runs = run_tasks(plan)
     with ray_runtime.connect(setup.cluster):
-        reports = ray_runtime.narrate_chapters(chapters, setup, store, total=len(plan.segments))
+        reports = ray_runtime.narrate_runs(runs, setup, store, total=len(plan.segments))
         result = ray_runtime.finish_book(plan, setup, store)
     wall = time.perf_counter() - started
     totals = summarize(reports, plan, result, wall, setup)
@@ -229,6 +233,8 @@ def summarize(reports: list[ChapterReport], plan: Plan, result: dict, wall: floa
     model_seconds = sum(r.model_seconds for r in reports)
     gpus = max(setup.cluster.num_actors * max(setup.cluster.gpus_per_actor, 0.0), 0.0)
     generated = sum(r.generated for r in reports)
+    calls = {r.call_id: r for r in reports}.values()  # the engine's figures, once per narrate() call
+    row_steps = sum(r.row_steps for r in calls)
     return {
         "segments": len(plan.segments),
         "generated": generated,
@@ -238,12 +244,17 @@ def summarize(reports: list[ChapterReport], plan: Plan, result: dict, wall: floa
         "audio_hours": audio_seconds / 3600,
         "wall_seconds": wall,
         "model_seconds": model_seconds,
+        "useful_row_fraction": sum(r.useful_row_steps for r in calls) / row_steps if row_steps else None,
         "real_time_factor": audio_seconds / wall if wall else 0.0,
         "real_time_factor_per_gpu": (audio_seconds / wall / gpus) if wall and gpus else None,
         "actors": setup.cluster.num_actors,
         "index": result["index"],
         "m4b": result["m4b"],
     }
+
+
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction:.0%}"
 
 
 def format_summary(t: dict) -> str:
@@ -253,6 +264,7 @@ def format_summary(t: dict) -> str:
         f"  segments:  {t['segments']} ({t['generated']} generated, {t['reused']} reused from the store, "
         f"{t['flagged']} flagged)",
         f"  audio:     {t['audio_hours'] * 3600:.1f} s ({t['audio_hours']:.3f} h)",
+        f"  engine:    {_percent(t['useful_row_fraction'])} of row-steps generated audio (the rest: idle or ended rows)",
         f"  wall time: {t['wall_seconds']:.1f} s; real-time factor {t['real_time_factor']:.2f}x "
         f"with {t['actors']} actor(s), per GPU {per_gpu}",
         f"  index:     {t['index']}",

@@ -1,7 +1,8 @@
 """The Ray adapter: narrator actors, finishing tasks, progress. The only module that imports Ray.
 
-Narrator actors load the model and codec once and take chapters a few at a time, longest
-first, from a queue the driver holds; finishing runs as one CPU task per chapter. Only codes
+Narrator actors load the model and codec once; each is handed its share of the book's runs
+(longest first, each to the actor with the least work so far) and narrates them with its rows
+kept full; finishing runs as one CPU task per chapter. Only codes
 (in the segment store) and small records cross process boundaries: the driver never holds audio.
 """
 
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from pipeline.chapter_audio import ChapterSegment, finish_chapter_from_store
 from pipeline.errors import InputError
 from pipeline import index
-from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, ChapterTask, Narrator
+from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, Narrator, RunTask
 from pipeline.store import SegmentStore
 from pipeline.voice import Voice, encode_voice
 
@@ -61,7 +62,7 @@ def load_models(checkpoint: str, codec_name: str | None, device: str):
 
 
 class NarratorActor:
-    """One model + codec on one device; narrates the chapters it is handed."""
+    """One model + codec on one device; narrates the runs it is handed."""
 
     def __init__(self, setup: RunSetup, store_root: str, voice: Voice | None) -> None:
         import torch
@@ -74,38 +75,34 @@ class NarratorActor:
             voice = encode_voice(setup.voice, self.codec, self.tts.config.n_vq)
         self.narrator = Narrator(self.tts, self.codec, voice, setup.narration, SegmentStore(store_root))
 
-    def narrate(self, chapters: list[ChapterTask]) -> list[ChapterReport]:
-        return self.narrator.narrate(chapters)
+    def narrate(self, runs: list[RunTask]) -> list[ChapterReport]:
+        return self.narrator.narrate(runs)
 
 
-def narrate_chapters(chapters: list[ChapterTask], setup: RunSetup, store: SegmentStore, total: int) -> list[ChapterReport]:
-    """All chapters through the actors (longest first), with a progress bar fed from the store."""
+def narrate_runs(runs: list[RunTask], setup: RunSetup, store: SegmentStore, total: int) -> list[ChapterReport]:
+    """All runs through the actors, with a progress bar fed from the store."""
     stored = store.keys()
     reports: list[ChapterReport] = []
     voice = None
     if setup.voice.path is None:
-        voice, bootstrap_reports = _bootstrap_voice(chapters, setup, store)
+        voice, bootstrap_reports = _bootstrap_voice(runs, setup, store)
         reports.extend(bootstrap_reports)
         stored = store.keys()
-    queue = sorted((c for c in chapters if any(s.key not in stored for s in c.segments)),
-                   key=lambda c: c.est_frames, reverse=True)
+    pending = [r for r in runs if any(s.key not in stored for s in r.segments)]
+    shares = share_out(pending, min(setup.cluster.num_actors, len(pending)))
     # A dead actor is restarted and its call retried: it rebuilds its state from the store.
     options = {"num_cpus": setup.cluster.cpus_per_actor, "num_gpus": setup.cluster.gpus_per_actor,
                "max_restarts": 2, "max_task_retries": 2}
     actor_class = ray.remote(**options)(NarratorActor)
-    actors = [actor_class.remote(setup, store.root, voice) for _ in range(min(setup.cluster.num_actors, len(queue)))]
-    in_flight: dict = {}
-    est_frames = {s.key: s.est_frames for c in chapters for s in c.segments}
+    actors = [actor_class.remote(setup, store.root, voice) for _ in shares]
+    est_frames = {s.key: s.est_frames for r in runs for s in r.segments}
     progress = tqdm(total=total, unit="seg", desc="narrating", dynamic_ncols=True)
     try:
-        for actor in actors:
-            _hand_out(actor, queue, in_flight, setup.cluster.chapters_per_actor)
+        in_flight = [actor.narrate.remote(share) for actor, share in zip(actors, shares)]
         while in_flight:
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
+            done, in_flight = ray.wait(in_flight, num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
-                actor = in_flight.pop(ref)
                 reports.extend(ray.get(ref))
-                _hand_out(actor, queue, in_flight, setup.cluster.chapters_per_actor)
             _update(progress, store, est_frames)
         _update(progress, store, est_frames)
     finally:
@@ -115,10 +112,15 @@ def narrate_chapters(chapters: list[ChapterTask], setup: RunSetup, store: Segmen
     return reports
 
 
-def _hand_out(actor, queue: list[ChapterTask], in_flight: dict, count: int) -> None:
-    if queue:
-        batch, queue[:] = queue[:count], queue[count:]
-        in_flight[actor.narrate.remote(batch)] = actor
+def share_out(runs: list[RunTask], actors: int) -> list[list[RunTask]]:
+    """Runs dealt to actors longest first, each to the actor with the least estimated work so far."""
+    shares: list[list[RunTask]] = [[] for _ in range(actors)]
+    loads = [0] * actors
+    for run in sorted(runs, key=lambda r: r.est_steps(), reverse=True):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(run)
+        loads[lightest] += run.est_steps()
+    return shares
 
 
 def _update(progress: tqdm, store: SegmentStore, est_frames: dict[str, int]) -> None:
@@ -129,17 +131,17 @@ def _update(progress: tqdm, store: SegmentStore, est_frames: dict[str, int]) -> 
     progress.update(len(stored) - progress.n)
 
 
-def _bootstrap_voice(chapters: list[ChapterTask], setup: RunSetup, store: SegmentStore
+def _bootstrap_voice(runs: list[RunTask], setup: RunSetup, store: SegmentStore
                      ) -> tuple[Voice, list[ChapterReport]]:
     """No reference given: narrate the book's first segment without one; its voice is the reference."""
-    first_chapter = min(chapters, key=lambda c: c.chapter_index)
-    first = first_chapter.segments[0]
+    first_run = min(runs, key=lambda r: (r.chapter_index, r.run_index))
+    first = first_run.segments[0]
     reports = []
     if not store.has(first.key):
         actor = ray.remote(num_cpus=setup.cluster.cpus_per_actor, num_gpus=setup.cluster.gpus_per_actor)(NarratorActor)
         bootstrap = actor.remote(setup, store.root, Voice(setup.voice.voice_id, None, None))
         try:
-            task = ChapterTask(first_chapter.chapter_index, first_chapter.title, (first,))
+            task = RunTask(first_run.chapter_index, first_run.run_index, first_run.title, (first,))
             reports = ray.get(bootstrap.narrate.remote([task]))
         finally:
             ray.kill(bootstrap)

@@ -69,7 +69,7 @@ PREFILL_CHUNK = 128  # prompt tokens per prefill forward
 FREE_TEXT_ROWS = {"cuda": 8, "cpu": 1}
 DEFAULT_MAX_ROW_TOKENS = 2048  # KV slots per row: prompt + generated rows
 DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
-CPU_MEMORY_BUDGET = 2 << 30  # bytes for the pool on CPU when neither capacity nor budget is given
+CPU_CAPACITY = 8  # slots on CPU when neither capacity nor budget is given: a CPU step costs in proportion to its rows
 CUDA_MEMORY_FRACTION = 0.8  # of the free device memory, when neither is given
 NEVER = 1 << 40
 ADMISSION_ORDERS = ("fifo", "longest_first")
@@ -207,18 +207,13 @@ def capacity_for_memory(model: MossTTSDelayModel, max_row_tokens: int, budget_by
     return max(1, budget_bytes // row_bytes(model, max_row_tokens))
 
 
-def default_memory_budget(model: MossTTSDelayModel, prefix_cache_bytes: int) -> int:
-    if model.device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(model.device)
-        return int(free * CUDA_MEMORY_FRACTION) - prefix_cache_bytes
-    return CPU_MEMORY_BUDGET
 
 
 class Engine:
     """A pool of `capacity` row slots of `max_row_tokens` KV slots each.
 
-    capacity: given, or from `memory_budget_bytes` (default: 80% of the free CUDA memory, or
-    2 GiB on CPU). decode_mode / compile_layers: see `moss_model.decoders`. prefill_chunk:
+    capacity: given, or from `memory_budget_bytes` (default: 80% of the free CUDA memory less the
+    prefix cache; on CPU 8 slots). decode_mode / compile_layers: see `moss_model.decoders`. prefill_chunk:
     prompt tokens per prefill forward. prefix_cache_bytes: room for the KV of shared prompt
     heads. check_every: the fewest steps between two reads of the row states (1 retires rows
     at once; more saves host waits at the cost of slots idling until the next check).
@@ -263,9 +258,13 @@ class Engine:
         self.compile_layers = resolve_compile_layers(compile_layers, self.decode_mode)
         self.kernels = compiled_layer_kernels() if self.compile_layers else EAGER_KERNELS
         self.max_row_tokens = round_to_window(max_row_tokens)
+        if capacity is None and memory_budget_bytes is None and device.type != "cuda":
+            capacity = CPU_CAPACITY
         if capacity is None:
-            budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(model, prefix_cache_bytes)
-            capacity = capacity_for_memory(model, self.max_row_tokens, budget)
+            if memory_budget_bytes is None:
+                free, _ = torch.cuda.mem_get_info(device)
+                memory_budget_bytes = int(free * CUDA_MEMORY_FRACTION) - prefix_cache_bytes
+            capacity = capacity_for_memory(model, self.max_row_tokens, memory_budget_bytes)
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity

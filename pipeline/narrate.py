@@ -1,11 +1,16 @@
-"""Narrating chapters: segment after segment, each a continuation of the one before.
+"""Narrating runs: chains of segments, each a continuation of the one before, on the continuous engine.
 
-A `Narrator` holds a loaded model and codec (one per GPU actor) and narrates several chapters
-at once: every round it takes the next unfinished segment of each chapter and generates them
-as one batch. Segment k is prompted with the voice reference and, as its continuation prefix,
+A `Narrator` holds a loaded model and codec (one per GPU actor) and an engine with a pool of
+row slots. It narrates many runs at once (a run is a chapter, or a stretch of paragraphs of a
+long chapter, see `pipeline.plan`): it keeps the pool full by starting runs, longest first, and
+submits a run's next segment the moment the previous one is accepted, while the other rows
+keep decoding. Segment k is prompted with the voice reference and, as its continuation prefix,
 the stored codes and text of segment k-1, so the prefix is data the store can always give
-back: a rerun after a crash builds exactly the same prompts. Each finished segment is stored
-under its key at once; stored keys are skipped.
+back: a rerun after a crash builds exactly the same prompts. A run's first segment starts from
+the voice (continuation cloning when its transcript is known). Each finished segment is stored
+under its key at once; stored keys are skipped; a key wanted by several runs at once is
+generated once. Seeds, frame limits and retries belong to the segment, and the engine's rows
+do not depend on what shares the pool, so the audio is the same under any schedule.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from moss_model.generation import GenerationStats, RowResult
+from moss_model.engine import Engine, EngineStats, RowResult
 from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
@@ -26,6 +32,7 @@ from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
 
 FRAMES_PER_SECOND = 12.5
+PROMPT_TEXT_TOKENS = 1280  # room in a row for the chat template, a segment's text and its prefix's text
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class NarrationOptions:
     silence_dbfs: float = -50.0  # RMS below this is near-silent
     max_frames_per_segment: int = 1500
     frames_slack: int = 50  # frame limit = est * max_duration_ratio + slack
+    capacity: int | None = None  # engine row slots; None: from free memory on CUDA, the engine's default on CPU
 
     def frame_limit(self, est_frames: int) -> int:
         return min(self.max_frames_per_segment, int(est_frames * self.max_duration_ratio) + self.frames_slack)
@@ -57,14 +65,22 @@ class SegmentTask:
 
 
 @dataclass(frozen=True)
-class ChapterTask:
+class RunTask:
+    """A chain of segments narrated as continuations, from a chapter's start or a paragraph of it."""
+
     chapter_index: int
+    run_index: int  # within the chapter
     title: str
     segments: tuple[SegmentTask, ...]
 
     @property
     def est_frames(self) -> int:
         return sum(s.est_frames for s in self.segments)
+
+    def est_steps(self, n_vq: int = 32) -> int:
+        """Engine steps the chain takes: each segment's frames, then its delay tail and a little text
+        (a run of many short segments takes longer than its audio suggests)."""
+        return self.est_frames + len(self.segments) * (n_vq + 2)
 
 
 @dataclass
@@ -75,9 +91,11 @@ class ChapterReport:
     flagged: int = 0
     attempts: int = 0
     frames: int = 0
-    model_seconds: float = 0.0  # inside the model's prefill and steps
+    model_seconds: float = 0.0  # inside the model's prefill and steps, shared by frames generated
     wall_seconds: float = 0.0  # of the whole narrate() call, shared by the chapters it narrated
     call_id: str = ""  # which narrate() call
+    row_steps: int = 0  # the call's engine figures (the same on every report of one call)
+    useful_row_steps: int = 0
 
 
 def segment_seed(key: str, attempt: int) -> int:
@@ -96,6 +114,7 @@ def join_prefix_text(prefix_text: str, text: str) -> str:
 class _Attempt:
     task: SegmentTask
     attempt: int = 0
+    seed: int = 0
     prefix_digest: str | None = None
     last_checks: list[str] = field(default_factory=list)
 
@@ -107,88 +126,122 @@ class Narrator:
         self.voice = voice
         self.options = options
         self.store = store
-        self._recent: dict[str, StoredSegment] = {}  # previous segments of the chapters in flight
+        self._recent: dict[str, StoredSegment] = {}  # previous segments of the runs in flight
+        self._engine: Engine | None = None
 
-    def narrate(self, chapters: list[ChapterTask]) -> list[ChapterReport]:
-        """Narrate the chapters to the end, batching their current segments; return one report each."""
+    @property
+    def engine(self) -> Engine:
+        """The engine, built on first use with rows long enough for any segment of this voice."""
+        if self._engine is None:
+            n_vq = self.tts.config.n_vq
+            voice_frames = 0 if self.voice.codes is None else int(self.voice.codes.shape[0])
+            block = voice_frames + n_vq + 2  # an audio block: start, frames, delay tail, end
+            prefix = max(self.options.carryover_bound_frames, voice_frames) + 1
+            generated = self.options.max_frames_per_segment + n_vq + 32
+            self._engine = Engine(self.tts.model, self.tts.processor, self.options.capacity,
+                                  max_row_tokens=PROMPT_TEXT_TOKENS + block + prefix + generated)
+        return self._engine
+
+    def narrate(self, runs: list[RunTask]) -> list[ChapterReport]:
+        """Narrate the runs to the end, keeping the engine's rows full; one report per chapter touched."""
         started = time.perf_counter()
         call_id = uuid.uuid4().hex
-        reports = {c.chapter_index: ChapterReport(c.chapter_index, call_id=call_id) for c in chapters}
-        cursors = {c.chapter_index: 0 for c in chapters}
-        attempts: dict[str, _Attempt] = {}
-        active = list(chapters)
-        while active:
-            batch: list[_Attempt] = []
-            for chapter in list(active):
-                report = reports[chapter.chapter_index]
-                while cursors[chapter.chapter_index] < len(chapter.segments):
-                    task = chapter.segments[cursors[chapter.chapter_index]]
-                    if task.key in attempts or not self.store.has(task.key):
-                        break
-                    report.reused += 1
-                    report.frames += self._remember(self.store.get(task.key)).frames
-                    cursors[chapter.chapter_index] += 1
-                if cursors[chapter.chapter_index] == len(chapter.segments):
-                    active.remove(chapter)
-                    continue
-                task = chapter.segments[cursors[chapter.chapter_index]]
-                batch.append(attempts.setdefault(task.key, _Attempt(task)))
-            if not batch:
-                break
-            for state, stored in zip(batch, self._generate(batch, reports)):
+        engine = self.engine
+        before = replace(engine.stats)
+        reports: dict[int, ChapterReport] = {}
+        n_vq = self.tts.config.n_vq
+        queue = deque(sorted(runs, key=lambda r: r.est_steps(n_vq), reverse=True))  # the longest chains first
+        cursors = {id(run): 0 for run in runs}
+        attempts: dict[str, _Attempt] = {}  # key -> its attempt, while in flight
+        waiting: dict[str, list[RunTask]] = {}  # key in flight -> the runs standing at it
+        requests: dict[int, str] = {}  # engine request id -> key
+
+        def report_for(run: RunTask) -> ChapterReport:
+            return reports.setdefault(run.chapter_index, ChapterReport(run.chapter_index, call_id=call_id))
+
+        def submit(state: _Attempt) -> None:
+            request, state.prefix_digest = self.request_for(state.task)
+            state.seed = segment_seed(state.task.key, state.attempt)
+            limit = self.options.frame_limit(state.task.est_frames)
+            request_id = engine.submit(self.tts.processor.build_prompt(request), state.seed, self.options.decoding, limit)
+            requests[request_id] = state.task.key
+
+        def advance(run: RunTask) -> None:
+            """Move the run past stored segments to the next one, and have that one generated."""
+            report = report_for(run)
+            while cursors[id(run)] < len(run.segments):
+                task = run.segments[cursors[id(run)]]
+                if task.key in attempts:  # another run wants it too: generated once
+                    waiting[task.key].append(run)
+                    return
+                if not self.store.has(task.key):
+                    attempts[task.key] = state = _Attempt(task)
+                    waiting[task.key] = [run]
+                    submit(state)
+                    return
+                report.reused += 1
+                report.frames += self._remember(self.store.get(task.key)).frames
+                cursors[id(run)] += 1
+
+        while queue or requests:
+            while queue and engine.occupancy + engine.queued < engine.capacity:
+                advance(queue.popleft())
+            for finished in engine.step():
+                key = requests.pop(finished.request_id)
+                state = attempts[key]
+                stored = self._accept(state, finished.result, report_for(waiting[key][0]))
                 if stored is None:
+                    submit(state)  # again, with the next attempt's seed
                     continue
-                report = reports[state.task.chapter_index]
-                report.generated += 1
-                report.flagged += bool(stored.facts["flags"])
-                report.frames += stored.frames
-                cursors[state.task.chapter_index] += 1
-                del attempts[state.task.key]
+                del attempts[key]
+                for run in waiting.pop(key):
+                    report = report_for(run)
+                    report.generated += 1
+                    report.flagged += bool(stored.facts["flags"])
+                    report.frames += stored.frames
+                    cursors[id(run)] += 1
+                    advance(run)
+
+        spent = engine.stats
+        model_seconds = (spent.prefill_seconds - before.prefill_seconds) + (spent.step_seconds - before.step_seconds)
+        generated_frames = sum(r.frames for r in reports.values()) or 1
         for report in reports.values():
             report.wall_seconds = time.perf_counter() - started
+            report.model_seconds = model_seconds * report.frames / generated_frames
+            report.row_steps = spent.row_steps - before.row_steps
+            report.useful_row_steps = spent.useful_row_steps - before.useful_row_steps
         self._recent.clear()
-        return [reports[c.chapter_index] for c in chapters]
+        return [reports[c] for c in sorted(reports)]
 
-    def _generate(self, batch: list[_Attempt], reports: dict[int, ChapterReport]) -> list[StoredSegment | None]:
-        """One batch of attempts; a segment that passes, or runs out of attempts, is stored."""
-        prompts, seeds = [], []
-        for state in batch:
-            request, state.prefix_digest = self.request_for(state.task)
-            prompts.append(self.tts.processor.build_prompt(request))
-            seeds.append(segment_seed(state.task.key, state.attempt))
-        limit = max(self.options.frame_limit(s.task.est_frames) for s in batch)
-        stats = GenerationStats()
-        results = self.tts.generator.generate(prompts, seeds, self.options.decoding, max_new_frames=limit, stats=stats)
-        model_seconds = stats.prefill_seconds + stats.decode_seconds
-        stored: list[StoredSegment | None] = []
-        for state, seed, result in zip(batch, seeds, results):
-            report = reports[state.task.chapter_index]
-            report.attempts += 1
-            report.model_seconds += model_seconds / len(batch)
-            checks = self.check(state.task, result)
-            state.attempt += 1
-            if checks and state.attempt < self.options.max_attempts:
-                state.last_checks = checks
-                stored.append(None)
-                continue
-            segment = StoredSegment(
-                key=state.task.key,
-                codes=result.frames.numpy().astype(np.int16),
-                facts={
-                    "chapter_index": state.task.chapter_index,
-                    "segment_index": state.task.segment_index,
-                    "text": state.task.model_text,
-                    "seed": seed,
-                    "attempts": state.attempt,
-                    "flags": checks,
-                    "est_frames": state.task.est_frames,
-                    "prefix_key": state.task.previous_key if state.prefix_digest else None,
-                    "prefix_digest": state.prefix_digest,
-                },
-            )
-            self.store.put(segment)
-            stored.append(self._remember(segment))
-        return stored
+    @property
+    def stats(self) -> EngineStats:
+        return self.engine.stats
+
+    def _accept(self, state: _Attempt, result: RowResult, report: ChapterReport) -> StoredSegment | None:
+        """Store a segment that passes its checks, or has no attempts left (flagged); None: try again."""
+        report.attempts += 1
+        checks = self.check(state.task, result)
+        state.attempt += 1
+        if checks and state.attempt < self.options.max_attempts:
+            state.last_checks = checks
+            return None
+        segment = StoredSegment(
+            key=state.task.key,
+            codes=result.frames.numpy().astype(np.int16),
+            facts={
+                "chapter_index": state.task.chapter_index,
+                "segment_index": state.task.segment_index,
+                "text": state.task.model_text,
+                "seed": state.seed,
+                "attempts": state.attempt,
+                "flags": checks,
+                "est_frames": state.task.est_frames,
+                "prefix_key": state.task.previous_key if state.prefix_digest else None,
+                "prefix_digest": state.prefix_digest,
+            },
+        )
+        self.store.put(segment)
+        return self._remember(segment)
 
     def _remember(self, segment: StoredSegment) -> StoredSegment:
         self._recent[segment.key] = segment

@@ -73,7 +73,7 @@ class PlanOptions:
     # A chapter longer than this is narrated as several runs, cut at paragraph boundaries: each
     # run starts again from the voice, so runs narrate in parallel and the longest chapter does
     # not set the book's critical path.
-    max_run_seconds: float = 300.0
+    max_run_seconds: float = 240.0
     rates: SpeakingRates = SpeakingRates()
     language: str = "auto"  # "auto" (per segment: script, then a detector) or one of LANGUAGES for all
     read: ReadOptions = ReadOptions()

@@ -68,7 +68,7 @@ def voice(shared_data):
 
 def overrides(book, output, voice):
     return [f"input={book}", f"output={output}", "model=tiny", f"voice={voice[0]}", f'voice_text="{voice[1]}"',
-            "cluster.num_actors=2", "cluster.chapters_per_actor=2", "finish.lossy_format=null"]
+            "cluster.num_actors=2", "narration.capacity=4", "finish.lossy_format=null"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 
 from moss_model.codec import load_codec
 from moss_model.loading import load_tts
-from pipeline.narrate import ChapterTask, NarrationOptions, Narrator, SegmentTask, codes_digest, segment_seed
+from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentTask, codes_digest, segment_seed
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
 
@@ -17,15 +17,16 @@ def models(tiny_checkpoints):
     return load_tts(model_dir), load_codec(codec_dir)
 
 
-def chapter(index: int, texts: list[str], est: int = 30) -> ChapterTask:
+def chapter(index: int, texts: list[str], est: int = 30, keys: list[str] | None = None) -> RunTask:
+    """A chapter narrated as one run; keys default to unique ones."""
     segments = []
     for i, text in enumerate(texts):
         previous = segments[-1] if segments else None
-        segments.append(SegmentTask(key=f"c{index}s{i}k", chapter_index=index, segment_index=i, model_text=text,
-                                    est_frames=est, language="en",
+        segments.append(SegmentTask(key=keys[i] if keys else f"c{index}s{i}k", chapter_index=index, segment_index=i,
+                                    model_text=text, est_frames=est, language="en",
                                     previous_key=previous.key if previous else None,
                                     previous_text=previous.model_text if previous else None))
-    return ChapterTask(index, f"Chapter {index}", tuple(segments))
+    return RunTask(index, 0, f"Chapter {index}", tuple(segments))
 
 
 def voice(n_vq: int, with_text: bool) -> Voice:
@@ -76,6 +77,69 @@ def test_long_previous_segment_is_not_carried(models, tmp_path):
     request, digest = narrator.request_for(task)
     assert torch.equal(request.prefix_codes, torch.zeros(50, tts.config.n_vq, dtype=torch.long))
     assert request.prefix_text == "First. "
+
+
+BOOK = [["One.", "Two, and then some more.", "Three.", "Four is the longest of these lines by far."],
+        ["Other one.", "Other two, rather longer than the first."],
+        ["A third chapter.", "With a second line.", "And a third."],
+        ["Fourth."]]
+
+
+def narrate_book(models, root, capacity, order=None, **options):
+    tts, codec = models
+    store = SegmentStore(str(root))
+    runs = [chapter(i, texts, est=12) for i, texts in enumerate(BOOK)]
+    runs = [runs[i] for i in order] if order else runs
+    narrator = Narrator(tts, codec, voice(tts.config.n_vq, True),
+                        NarrationOptions(check_durations=False, capacity=capacity, **options), store)
+    return narrator.narrate(runs), store, narrator
+
+
+def codes_by_key(store):
+    return {key: store.get(key).codes for key in sorted(store.keys())}
+
+
+def test_stored_codes_do_not_depend_on_capacity_or_order(models, tmp_path):
+    _, one, _ = narrate_book(models, tmp_path / "one", capacity=1)
+    reports, eight, narrator = narrate_book(models, tmp_path / "eight", capacity=8, order=[3, 1, 0, 2])
+    expected = codes_by_key(one)
+    assert len(expected) == sum(len(t) for t in BOOK)
+    got = codes_by_key(eight)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert np.array_equal(got[key], expected[key]), key
+    stats = narrator.stats
+    assert stats.admissions == sum(r.attempts for r in reports) >= len(expected)  # retries are admissions too
+    assert 0 < stats.useful_row_steps <= stats.row_steps
+
+
+def test_a_rerun_after_losing_segments_gives_the_same_codes(models, tmp_path):
+    """The issue's reproduction: narrate, delete every stored segment but each chapter's first, rerun."""
+    reports, store, _ = narrate_book(models, tmp_path / "store", capacity=3)
+    expected = codes_by_key(store)
+    firsts = {f"c{i}s0k" for i in range(len(BOOK))}
+    for key in expected:
+        if key not in firsts:
+            store.fs.rm(store._path(key))
+    again, store, _ = narrate_book(models, tmp_path / "store", capacity=2, order=[2, 0, 3, 1])
+    assert sum(r.reused for r in again) == len(firsts) and sum(r.generated for r in again) == len(expected) - len(firsts)
+    got = codes_by_key(store)
+    for key in expected:
+        assert np.array_equal(got[key], expected[key]), key
+
+
+def test_identical_segments_in_flight_are_generated_once(models, tmp_path):
+    """Three chapters open with the same line (same key): one generation, every run goes on."""
+    tts, codec = models
+    store = SegmentStore(str(tmp_path / "store"))
+    runs = [chapter(i, ["Interlude.", f"Then part {i}."], keys=["same", f"c{i}s1k"]) for i in range(3)]
+    narrator = Narrator(tts, codec, voice(tts.config.n_vq, False), NarrationOptions(check_durations=False, capacity=4), store)
+    reports = narrator.narrate(runs)
+    assert store.keys() == {"same", "c0s1k", "c1s1k", "c2s1k"}
+    assert narrator.stats.admissions == 4  # "same" once, then each chapter's second segment
+    assert [r.generated for r in reports] == [2, 2, 2]
+    for i in range(3):
+        assert store.get(f"c{i}s1k").facts["prefix_key"] == "same"
 
 
 def test_store_round_trip_and_atomic_files(tmp_path):
