@@ -4,12 +4,13 @@ A lossy encoder changes the signal it is given: peaks overshoot (0.5 to 1 dB at 
 several dB at 32 kbit/s) and a low-pass costs loudness (about 0.5 LU for MP3). So every
 delivered file is measured after encoding (integrated loudness and 8x true peak, the same
 meter as the masters), and when it misses (true peak above ``ceiling - guard`` or loudness
-more than ``tolerance`` from the target) the source is re-gained and re-limited by what the
+more than ``tolerance`` from the target) the source is re-leveled and re-limited by what the
 measurement says and encoded again.
 
 Before the first lossy pass a probe, three short excerpts of the source encoded the same
-way, predicts the encoder's overshoot and loudness change, so that one pass is usually
-enough. Sources are lists of pieces (a chapter, or the chapters of a book), each an array
+way, predicts the encoder's loudness change (a spectral matter, which excerpts show well)
+and its overshoot (a matter of rare peaks, which they do not: the first pass keeps at least
+``_FIRST_PASS_HEADROOM_DB``), so that one pass is usually enough. Sources are lists of pieces (a chapter, or the chapters of a book), each an array
 or a FLAC file read when needed, so a whole book never has to sit in memory.
 """
 
@@ -51,9 +52,11 @@ class DeliveryTarget:
         return self.ceiling_db - self.guard_db
 
     def passes(self, measured: Measurement) -> bool:
-        peak_ok = measured.true_peak_dbtp <= self.peak_limit_db
-        loud_ok = (not self.adjust_loudness or not math.isfinite(measured.lufs)
-                   or abs(measured.lufs - self.target_lufs) <= self.tolerance_lu)
+        return self.passes_figures(measured.lufs, measured.true_peak_dbtp)
+
+    def passes_figures(self, lufs: float, true_peak_dbtp: float) -> bool:
+        peak_ok = true_peak_dbtp <= self.peak_limit_db
+        loud_ok = not self.adjust_loudness or not math.isfinite(lufs) or abs(lufs - self.target_lufs) <= self.tolerance_lu
         return peak_ok and loud_ok
 
 
@@ -63,7 +66,7 @@ class Delivered:
     lufs: float  # measured on the delivered file
     true_peak_dbtp: float  # measured on the delivered file (8x oversampled)
     passes: int  # encodes it took
-    gain_db: float  # gain applied to the source before encoding
+    source_lufs: float | None  # loudness the source was brought to before encoding (None: as it was)
     limit_db: float  # the limiter ceiling the source was held under
     on_target: bool  # loudness within the tolerance (the true peak always is)
 
@@ -90,20 +93,56 @@ def _load(piece: Piece) -> np.ndarray:
     return audio if audio.ndim == 1 else audio.mean(axis=1)
 
 
-def _prepared(pieces: Sequence[Piece], rate: int, gain_db: float, limit_db: float | None,
+_NEAR_SILENT_LUFS = -50.0  # pieces quieter than this are never boosted
+
+
+_BLOCK = 1 << 20  # samples limited at a time while the encoder works on the previous ones
+_QUIET_RUN = 64  # zeros on both sides of a cut: the true peak there needs no context across it
+
+
+def _blocks(audio: np.ndarray, size: int = _BLOCK) -> Iterator[np.ndarray]:
+    """``audio`` in stretches of about ``size`` samples, cut only inside runs of digital
+    silence (the inserted pauses), so that limiting them one by one is limiting the whole.
+    A stretch without such a run stays whole."""
+    start = 0
+    while len(audio) - start > 2 * size:
+        window = audio[start + size:start + 2 * size]
+        zero = np.flatnonzero(window == 0.0)
+        cut = None
+        if len(zero) >= _QUIET_RUN:
+            # a run of _QUIET_RUN zeros ends at i where zero[i] - zero[i - RUN + 1] == RUN - 1
+            runs = np.flatnonzero(zero[_QUIET_RUN - 1:] - zero[: len(zero) - _QUIET_RUN + 1] == _QUIET_RUN - 1)
+            if len(runs):
+                cut = start + size + int(zero[runs[0] + _QUIET_RUN // 2])
+        if cut is None:
+            break
+        yield audio[start:cut]
+        start = cut
+    yield audio[start:]
+
+
+def _prepared(pieces: Sequence[Piece], rate: int, level_lufs: float | None, limit_db: float | None,
               options: LimiterOptions, peaks: list[float]) -> Iterator[np.ndarray]:
-    """The pieces with ``gain_db`` applied and held under ``limit_db`` (each piece on its
-    own: chapters are separated by silence); their true peaks go to ``peaks``. With no
-    gain and no limit the pieces pass as they are (their peaks are not measured)."""
+    """The pieces moved by one static gain to ``level_lufs`` (each on its own: chapters are
+    separated by silence; near-silent ones are not boosted) and held under ``limit_db``;
+    their true peaks go to ``peaks``. With neither, the pieces pass as they are. Yielded a
+    block at a time, so FFmpeg encodes one block while the next is limited."""
+    limiter = replace(options, ceiling_db=limit_db)
     for piece in pieces:
         audio = _load(piece)
-        if gain_db == 0.0 and limit_db is None:
+        if level_lufs is None and limit_db is None:
             yield audio
             continue
-        scaled = audio * np.float32(loudness.db_to_gain(gain_db))
-        _, peak_db = loudness.limit_in_place(scaled, rate, replace(options, ceiling_db=limit_db))
-        peaks.append(peak_db)
-        yield scaled
+        gain_db = 0.0
+        if level_lufs is not None:
+            current = loudness.integrated_loudness(audio, rate)
+            if current > _NEAR_SILENT_LUFS:
+                gain_db = level_lufs - current
+        for block in _blocks(audio):
+            scaled = block * np.float32(loudness.db_to_gain(gain_db))
+            _, peak_db = loudness.limit_in_place(scaled, rate, limiter)
+            peaks.append(peak_db)
+            yield scaled
 
 
 _PROBE_EXCERPTS = 3
@@ -153,6 +192,7 @@ def _probe(pieces: Sequence[Piece], rate: int, encode: Encoder, suffix: str) -> 
 
 
 _SAFETY_DB = 0.15  # extra headroom over a predicted or measured overshoot
+_FIRST_PASS_HEADROOM_DB = 1.0  # lossy codecs at 64 kbit/s overshoot by up to ~0.8 dB on speech
 
 
 def deliver(
@@ -171,20 +211,19 @@ def deliver(
     that leaves them as they are). ``probe=False`` for lossless formats.
     """
     destination = Path(destination)
-    gain_db, limit_db = 0.0, None
+    level_lufs, limit_db = None, None  # the sources as they are
     if probe:
         overshoot, change = _probe(pieces, sample_rate, encode, destination.suffix)
         if target.adjust_loudness:
-            gain_db = float(np.clip(-change, -3.0, 3.0))
-        limit_db = target.peak_limit_db - overshoot - (_SAFETY_DB if overshoot > 0 else 0.0)
-        if gain_db == 0.0 and source_peak_db is not None and source_peak_db <= limit_db:
-            limit_db = None  # the sources already have the headroom
+            level_lufs = target.target_lufs - float(np.clip(change, -3.0, 3.0))
+        # a probe samples a few peaks of many: the first pass keeps at least this much headroom
+        limit_db = target.peak_limit_db - max(overshoot + _SAFETY_DB, _FIRST_PASS_HEADROOM_DB)
     measured = None
     for attempt in range(1, target.max_passes + 1):
-        if gain_db != 0.0 and limit_db is None:
+        if level_lufs is not None and limit_db is None:
             limit_db = target.peak_limit_db
         peaks: list[float] = []
-        path = encode(_prepared(pieces, sample_rate, gain_db, limit_db, target.limiter, peaks), destination)
+        path = encode(_prepared(pieces, sample_rate, level_lufs, limit_db, target.limiter, peaks), destination)
         measured = measure_file(path)
         if target.passes(measured):
             break
@@ -193,7 +232,7 @@ def deliver(
                                                 else target.peak_limit_db)
         overshoot = max(0.0, measured.true_peak_dbtp - source_peak)
         if target.adjust_loudness and math.isfinite(measured.lufs):
-            gain_db += target.target_lufs - measured.lufs
+            level_lufs = (target.target_lufs if level_lufs is None else level_lufs) + target.target_lufs - measured.lufs
         current_limit = target.peak_limit_db if limit_db is None else limit_db
         if measured.true_peak_dbtp > target.peak_limit_db:
             # the last pass makes sure of the peak, whatever it costs in loudness
@@ -207,5 +246,5 @@ def deliver(
             f"encodes (ceiling {target.ceiling_db:g} dBTP less a {target.guard_db:g} dB guard); use a higher "
             "bitrate (finish.lossy_bitrate) or a lower ceiling (finish.true_peak_db)"
         )
-    return Delivered(str(path), measured.lufs, measured.true_peak_dbtp, attempt, gain_db,
+    return Delivered(str(path), measured.lufs, measured.true_peak_dbtp, attempt, level_lufs,
                      target.peak_limit_db if limit_db is None else limit_db, target.passes(measured))

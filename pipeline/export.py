@@ -17,9 +17,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from queue import Full, Queue
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import soundfile
@@ -104,7 +106,7 @@ def run_ffmpeg(args: Sequence[str], what: str, pcm: PcmSource | None = None) -> 
             stderr=stderr,
         )
         if pcm is not None:
-            pieces = [pcm] if isinstance(pcm, np.ndarray) else pcm
+            pieces = [pcm] if isinstance(pcm, np.ndarray) else _prefetched(pcm)
             try:
                 for piece in pieces:
                     samples = np.ascontiguousarray(piece, dtype="<f4").reshape(-1)
@@ -126,6 +128,43 @@ def run_ffmpeg(args: Sequence[str], what: str, pcm: PcmSource | None = None) -> 
                 f"command: {' '.join(command)}\n"
                 f"stderr (last part):\n{tail or '(empty)'}"
             )
+
+
+def _prefetched(pieces: Iterable[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """``pieces``, computed in a thread ahead of the consumer: the next piece is being made
+    (by numpy, mostly without the GIL) while the pipe to FFmpeg drains the current one."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for piece in pieces:
+                while not stop.is_set():
+                    try:
+                        queue.put(piece, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as error:  # handed to the consumer, raised there
+            queue.put(error)
+
+    thread = threading.Thread(target=produce, name="pcm-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:  # the consumer stopped early (FFmpeg quit): let the producer end
+        stop.set()
+        thread.join()
 
 
 def pcm_input_args(sample_rate: int) -> list[str]:

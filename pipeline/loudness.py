@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Iterator
@@ -31,6 +32,7 @@ from scipy import fft, ndimage, signal
 PRESETS: dict[str, float] = {"audiobook": -18.0, "podcast": -16.0, "broadcast": -23.0}
 
 OVERSAMPLE = 8
+FFT_WORKERS = min(4, os.cpu_count() or 1)  # threads for the oversampling FFTs
 _HALF_TAPS = 10  # the interpolation filter spans +-10 input samples
 
 
@@ -233,10 +235,10 @@ def _envelope_pieces(x: np.ndarray, threshold: float | None) -> Iterator[tuple[i
             reach = np.abs(frames[:, : _HOP + 2 * _HALF_TAPS]).max(axis=1)
             selected = np.flatnonzero(reach * bound > threshold)
         if len(selected):
-            spectrum = fft.rfft(frames[selected], axis=1)
+            spectrum = fft.rfft(frames[selected], axis=1, workers=FFT_WORKERS)
             best = rows[selected]
             for phase_spectrum in spectra:
-                values = fft.irfft(spectrum * phase_spectrum, n=_FRAME, axis=1)
+                values = fft.irfft(spectrum * phase_spectrum, n=_FRAME, axis=1, workers=FFT_WORKERS)
                 np.maximum(best, np.abs(values[:, 2 * _HALF_TAPS:2 * _HALF_TAPS + _HOP]), out=best)
             rows[selected] = best
         yield start, envelope[: stop - start]
