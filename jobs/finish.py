@@ -3,7 +3,8 @@
 Decoding, pauses, loudness, exports, subtitles, M4B and index are redone with the current
 finishing settings (e.g. `finish.loudness_preset=podcast finish.lossy_format=opus`). The plan
 is rebuilt from the same inputs, so its keys name the stored segments; a segment that was never
-narrated is reported and nothing is written as complete.
+narrated is reported and nothing is written as complete. In a multirun each job writes to a
+folder of its own and reads the shared store (jobs/sweep.py).
 """
 
 from __future__ import annotations
