@@ -201,6 +201,7 @@ class Narrator:
                     report.frames += stored.frames
                     cursors[id(run)] += 1
                     advance(run)
+                self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
 
         spent = engine.stats
         model_seconds = (spent.prefill_seconds - before.prefill_seconds) + (spent.step_seconds - before.step_seconds)

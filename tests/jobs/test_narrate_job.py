@@ -152,6 +152,40 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted, book, voice, tmp_p
         assert np.array_equal(audio_a, audio_b)
 
 
+def test_one_actor_with_one_row_narrates_the_same_book(uninterrupted, book, voice, tmp_path):
+    """The uninterrupted run had 2 actors of 4 rows; 1 actor of 1 row is another schedule entirely."""
+    from jobs.narrate import run
+
+    output_a, _ = uninterrupted
+    output_b = tmp_path / "out"
+    settings = [o for o in overrides(book, output_b, voice) if not o.startswith(("cluster.num_actors", "narration.capacity"))]
+    run(config(*settings, "cluster.num_actors=1", "narration.capacity=1"))
+    store_a, store_b = SegmentStore(str(output_a / "store")), SegmentStore(str(output_b / "store"))
+    assert store_a.keys() == store_b.keys()
+    for key in store_a.keys():
+        assert np.array_equal(store_a.get(key).codes, store_b.get(key).codes)
+    names = sorted(p.name for p in (output_a / "chapters").glob("*.flac"))
+    assert names
+    for name in names:
+        assert np.array_equal(soundfile.read(output_a / "chapters" / name)[0], soundfile.read(output_b / "chapters" / name)[0])
+
+
+def test_chapters_that_open_with_the_same_line_narrate(voice, tmp_path, ray_local):
+    """Three chapters titled "Interlude": their first segments share one key, generated once."""
+    from jobs.narrate import run
+
+    path = tmp_path / "interludes.md"
+    path.write_text("# Interludes\n\n## Interlude\n\nRain.\n\n## Interlude\n\nWind.\n\n## Interlude\n\nSnow.\n",
+                    encoding="utf-8")
+    output = tmp_path / "out"
+    summary = run(config(*overrides(path, output, voice)))
+    plan = pq.read_table(output / "plan.parquet").to_pylist()
+    firsts = [row["key"] for row in plan if row["segment_index"] == 0]
+    assert len(firsts) == 3 and len(set(firsts)) == 1
+    assert summary["segments"] == len(plan) and (output / "index" / "book" / "book.parquet").exists()
+    assert len(list((output / "chapters").glob("*.flac"))) == 3
+
+
 @pytest.mark.parametrize("case", ["missing_voice", "unreadable_voice", "empty_book", "unknown_model", "output_not_writable"])
 def test_bad_input_fails_before_any_model_loads(case, book, tmp_path):
     output = tmp_path / "out"
