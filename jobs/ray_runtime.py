@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,9 @@ class NarratorActor:
     def narrate(self, runs: list[RunTask]) -> list[ChapterReport]:
         return self.narrator.narrate(runs)
 
+    def progress(self) -> dict:
+        return self.narrator.progress()
+
 
 def narrate_runs(runs: list[RunTask], setup: RunSetup, store: SegmentStore, total: int) -> list[ChapterReport]:
     """All runs through the actors, with a progress bar fed from the store."""
@@ -91,19 +95,21 @@ def narrate_runs(runs: list[RunTask], setup: RunSetup, store: SegmentStore, tota
     pending = [r for r in runs if any(s.key not in stored for s in r.segments)]
     shares = share_out(pending, min(setup.cluster.num_actors, len(pending)))
     # A dead actor is restarted and its call retried: it rebuilds its state from the store.
+    # Two threads: `progress` answers while `narrate` runs.
     options = {"num_cpus": setup.cluster.cpus_per_actor, "num_gpus": setup.cluster.gpus_per_actor,
-               "max_restarts": 2, "max_task_retries": 2}
+               "max_restarts": 2, "max_task_retries": 2, "max_concurrency": 2}
     actor_class = ray.remote(**options)(NarratorActor)
     actors = [actor_class.remote(setup, store.root, voice) for _ in shares]
     est_frames = {s.key: s.est_frames for r in runs for s in r.segments}
     progress = tqdm(total=total, unit="seg", desc="narrating", dynamic_ncols=True)
+    started = time.perf_counter()
     try:
         in_flight = [actor.narrate.remote(share) for actor, share in zip(actors, shares)]
         while in_flight:
             done, in_flight = ray.wait(in_flight, num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
                 reports.extend(ray.get(ref))
-            _update(progress, store, est_frames)
+            _update(progress, store, est_frames, _engine_figures(actors, time.perf_counter() - started))
         _update(progress, store, est_frames)
     finally:
         progress.close()
@@ -123,11 +129,24 @@ def share_out(runs: list[RunTask], actors: int) -> list[list[RunTask]]:
     return shares
 
 
-def _update(progress: tqdm, store: SegmentStore, est_frames: dict[str, int]) -> None:
+def _engine_figures(actors: list, seconds: float) -> str:
+    """Rows in flight, the useful-row fraction and audio seconds per second, from the actors."""
+    try:
+        figures = ray.get([actor.progress.remote() for actor in actors], timeout=POLL_SECONDS)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+        return ""  # a busy or restarting actor: the next poll will tell
+    rows = sum(f["rows"] for f in figures)
+    row_steps = sum(f["row_steps"] for f in figures)
+    useful = f"{sum(f['useful_row_steps'] for f in figures) / row_steps:.0%}" if row_steps else "-"
+    audio_per_second = sum(f["generated_frames"] for f in figures) / FRAMES_PER_SECOND / max(seconds, 1e-9)
+    return f"rows {rows}, useful {useful}, {audio_per_second:.1f} audio-s/s"
+
+
+def _update(progress: tqdm, store: SegmentStore, est_frames: dict[str, int], engine: str = "") -> None:
     """Progress from the store itself: segments done, and about how much audio they hold."""
     stored = store.keys() & est_frames.keys()
     minutes = sum(est_frames[k] for k in stored) / FRAMES_PER_SECOND / 60
-    progress.set_postfix_str(f"audio≈{minutes:.1f} min", refresh=False)
+    progress.set_postfix_str(f"audio≈{minutes:.1f} min" + (f", {engine}" if engine else ""), refresh=False)
     progress.update(len(stored) - progress.n)
 
 

@@ -90,7 +90,8 @@ class ChapterReport:
     reused: int = 0
     flagged: int = 0
     attempts: int = 0
-    frames: int = 0
+    frames: int = 0  # of every segment of the chapter's runs, generated or reused
+    generated_frames: int = 0
     model_seconds: float = 0.0  # inside the model's prefill and steps, shared by frames generated
     wall_seconds: float = 0.0  # of the whole narrate() call, shared by the chapters it narrated
     call_id: str = ""  # which narrate() call
@@ -128,6 +129,7 @@ class Narrator:
         self.store = store
         self._recent: dict[str, StoredSegment] = {}  # previous segments of the runs in flight
         self._engine: Engine | None = None
+        self.generated_frames = 0  # frames of the segments this narrator stored (for progress)
 
     @property
     def engine(self) -> Engine:
@@ -199,16 +201,17 @@ class Narrator:
                     report.generated += 1
                     report.flagged += bool(stored.facts["flags"])
                     report.frames += stored.frames
+                    report.generated_frames += stored.frames
                     cursors[id(run)] += 1
                     advance(run)
                 self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
 
         spent = engine.stats
         model_seconds = (spent.prefill_seconds - before.prefill_seconds) + (spent.step_seconds - before.step_seconds)
-        generated_frames = sum(r.frames for r in reports.values()) or 1
+        generated_frames = sum(r.generated_frames for r in reports.values()) or 1
         for report in reports.values():
             report.wall_seconds = time.perf_counter() - started
-            report.model_seconds = model_seconds * report.frames / generated_frames
+            report.model_seconds = model_seconds * report.generated_frames / generated_frames
             report.row_steps = spent.row_steps - before.row_steps
             report.useful_row_steps = spent.useful_row_steps - before.useful_row_steps
         self._recent.clear()
@@ -217,6 +220,12 @@ class Narrator:
     @property
     def stats(self) -> EngineStats:
         return self.engine.stats
+
+    def progress(self) -> dict:
+        """Figures for a progress display, safe to read while `narrate` runs in another thread."""
+        engine, stats = self._engine, self._engine.stats if self._engine else EngineStats()
+        return {"rows": engine.occupancy if engine else 0, "generated_frames": self.generated_frames,
+                "row_steps": stats.row_steps, "useful_row_steps": stats.useful_row_steps}
 
     def _accept(self, state: _Attempt, result: RowResult, report: ChapterReport) -> StoredSegment | None:
         """Store a segment that passes its checks, or has no attempts left (flagged); None: try again."""
@@ -242,6 +251,7 @@ class Narrator:
             },
         )
         self.store.put(segment)
+        self.generated_frames += segment.frames
         return self._remember(segment)
 
     def _remember(self, segment: StoredSegment) -> StoredSegment:
