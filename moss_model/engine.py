@@ -271,7 +271,7 @@ class Engine:
         self.prefill_chunk = prefill_chunk
         self.check_every = check_every
         self.admit_tokens_per_step = admit_tokens_per_step
-        self.free_text_rows = free_text_rows
+        self.free_text_rows = min(free_text_rows, capacity)
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.stats = EngineStats()
         self.n_vq = c.n_vq
@@ -312,8 +312,10 @@ class Engine:
             slots=torch.zeros(B, 2, dtype=model.dtype, device=device),
             audio=torch.zeros(B, c.n_vq, c.audio_vocab_size + 1, dtype=model.dtype, device=device),
         )
-        # The rows that run the whole text head this step, free_text_rows at a time (padded with repeats).
-        self.free_rows = torch.zeros(-(-B // free_text_rows) * free_text_rows, **long)
+        # Ranks rows for the whole text head: those that sample free text first, then by slot; the
+        # ranking is padded to whole runs, and a padding entry stands for a row computed twice.
+        runs = -(-B // self.free_text_rows)
+        self.slot_order = torch.arange(runs * self.free_text_rows, 0, -1, device=device)
         self.decode_graphs = StepGraphs(device, "decode step", on_failure=self._drop_compiled_kernels)
         self.sampling_graphs = StepGraphs(device, "sampling step")
 
@@ -380,7 +382,7 @@ class Engine:
             return []
         started = time.perf_counter()
         step = self._step
-        self._sample(np.flatnonzero(self._free_text_step <= step))
+        self._sample(int(np.count_nonzero(self._free_text_step <= step)))
         self._step += 1
         self.stats.steps += 1
         self.stats.row_steps += self.capacity
@@ -510,14 +512,11 @@ class Engine:
             )
         return self._plans
 
-    def _sample(self, free_rows: np.ndarray) -> None:
-        """Sample every slot; `free_rows`: the slots that may sample free text."""
+    def _sample(self, may_sample_free_text: int) -> None:
+        """Sample every slot; `may_sample_free_text`: how many rows may sample free text (at most)."""
         plans = self._current_plans()
         G = self.free_text_rows
-        runs = -(-len(free_rows) // G)
-        if runs:
-            padded = np.resize(free_rows, runs * G)  # repeats fill the last run: a repeated row samples the same token
-            self.free_rows[: runs * G].copy_(torch.from_numpy(padded))
+        runs = min(-(-may_sample_free_text // G), -(-self.capacity // G))
         self.stats.text_head_rows += runs * G
         step = lambda: self._sample_rows(runs, *plans)  # noqa: E731
         if self.decode_mode == "graph":
@@ -535,8 +534,9 @@ class Engine:
     ) -> None:
         """Sample one row [B, 1+n_vq] for every slot from self.logits and advance the state machine in place.
 
-        free_text_runs: runs of the whole text head over self.free_rows, which hold every row
-        that may sample free text on this step (the host guarantees it).
+        free_text_runs: runs of the whole text head, free_text_rows each: room for every row that
+        samples free text on this step (the host guarantees it). The rows are picked on the device,
+        so the host sends nothing.
         """
         c = self.config
         keys = step_keys(self.keys, self.row_step)
@@ -552,8 +552,13 @@ class Engine:
         # Outside audio: a free choice over the vocabulary minus the audio-only tokens.
         free_text = torch.full_like(self.delay, c.pad_token_id)
         G = self.free_text_rows
+        if free_text_runs:
+            needs = self.active & samples_text & ~in_audio
+            needs = torch.cat([needs, needs.new_zeros(len(self.slot_order) - self.capacity)])
+            score = needs.long() * (len(self.slot_order) + 1) + self.slot_order
+            picked = torch.topk(score, free_text_runs * G).indices.remainder(self.capacity)
         for run in range(free_text_runs):
-            rows = self.free_rows[run * G : (run + 1) * G]
+            rows = picked[run * G : (run + 1) * G]
             text_logits = self.model.free_text_logits(self.hidden[rows]).float()
             text_logits.index_fill_(1, self.free_text_forbidden, float("-inf"))
             early = self.row_step[rows] <= self.n_vq

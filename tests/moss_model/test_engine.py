@@ -192,3 +192,15 @@ def test_capacity_from_a_memory_budget(tiny_model):
     assert engine.cache.keys.shape[1] == 5 and engine.cache.capacity == 512
     with pytest.raises(ValueError, match="capacity must be at least 1"):
         Engine(model, tiny_model.processor, 0)
+
+
+def test_the_text_head_group_size_does_not_change_rows(undecided):
+    """The whole text head runs for the rows that may sample free text, a fixed number at a time
+    (8 on CUDA, 1 on CPU); groups padded past the pool compute a row twice."""
+    tts = undecided
+    work = requests(tts)
+    results = [run(Engine(tts.model, tts.processor, 5, max_row_tokens=512, free_text_rows=size), work, DecodingParams())
+               for size in (1, 3, 8)]
+    for other in results[1:]:
+        for i in range(len(work)):
+            assert torch.equal(other[i].rows, results[0][i].rows), i
