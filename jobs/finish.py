@@ -14,15 +14,17 @@ import time
 from omegaconf import DictConfig
 
 from jobs import ray_runtime
-from jobs.narrate import make_plan, prepare
+from jobs.narrate import check_inputs, make_plan, prepare, unmark_complete
 from pipeline.store import SegmentStore
 
 
 def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
-    setup = prepare(cfg)
-    plan = make_plan(cfg, setup)
+    inputs = check_inputs(cfg)
+    setup = prepare(cfg, inputs)
+    plan = make_plan(cfg, setup, inputs)
     store = SegmentStore(str(setup.store))
+    unmark_complete(setup.output)
     with ray_runtime.connect(setup.cluster):
         result = ray_runtime.finish_book(plan, setup, store)
     print(f"finished {result['audio_seconds']:.1f} s of audio in {time.perf_counter() - started:.1f} s; "

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.plan import plan_options
+from jobs.settings import ConfigError, check_files, claim_output, output_problems, voice_transcript
 from jobs.sweep import job_paths
 from moss_model.sampling import DecodingParams, SamplingParams
 from pipeline.errors import InputError
@@ -22,8 +23,8 @@ from pipeline.keys import KeyInputs
 from pipeline.lexicon import Lexicon
 from pipeline.models import ModelChoice, resolve_model
 from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, NarrationOptions, RunTask, SegmentTask
-from pipeline.plan import PLAN_FILE, Plan, build_plan, write_plan
-from pipeline.reading import read_book
+from pipeline.plan import PLAN_FILE, Plan, PlanOptions, build_plan, write_plan
+from pipeline.reading import Book, read_book
 from pipeline.stitch import PauseOptions
 from pipeline.store import SegmentStore
 from pipeline.voice import GENERATED_VOICE, VoiceSpec, check_voice
@@ -40,6 +41,7 @@ class ClusterOptions:
     finish_cpus: float
     num_cpus: int | None
     dashboard: bool
+    placement_timeout_s: float = 60.0  # an actor the cluster cannot place within this fails the run
 
 
 @dataclass(frozen=True)
@@ -112,55 +114,84 @@ def cluster_options(cfg: DictConfig, cuda_available: bool) -> ClusterOptions:
         finish_cpus=float(c.finish_cpus),
         num_cpus=None if c.num_cpus is None else int(c.num_cpus),
         dashboard=bool(c.dashboard),
+        placement_timeout_s=float(c.get("placement_timeout_s", 60.0)),
     )
 
 
-def check_output(output: Path) -> Path:
-    """The output folder must be creatable and writable (checked with a probe file)."""
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise InputError(str(output), "", f"the output folder is not writable ({error.strerror or error})",
-                         "pass output=DIR to a folder you can write") from error
-    return output.resolve()
+@dataclass(frozen=True)
+class CheckedInputs:
+    """The manuscript, voice, lexicon and output folder, checked before any model is resolved."""
+
+    output: Path  # not created yet
+    store: Path
+    source: Path
+    voice: VoiceSpec
+    book: Book
+    lexicon: Lexicon
+    options: PlanOptions
 
 
-def prepare(cfg: DictConfig) -> RunSetup:
-    """Validate every input and decide the model, before any model loads."""
+def check_output(output: Path, source: Path | None = None, overwrite: bool = False) -> Path:
+    """Raise InputError when `output` must not be written (system/home folder, someone else's files,
+    no permission); creates nothing."""
+    problems = output_problems(output, source, overwrite)
+    if problems:
+        raise ConfigError(problems)
+    return output.expanduser().absolute()
+
+
+def check_inputs(cfg: DictConfig) -> CheckedInputs:
+    """Every input a book job reads, checked in order (files and output, voice, manuscript, lexicon);
+    nothing is written and no model is resolved."""
+    output, store = job_paths(cfg)
+    source = Path(str(cfg.input)).expanduser()
+    problems = check_files(cfg)
+    if not any(key == "output" for key, _, _ in problems):
+        problems += output_problems(output, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
+    if problems:
+        raise ConfigError(problems)
+    text, _origin = voice_transcript(cfg)
+    voice = check_voice(cfg.voice, text)
+    options = plan_options(cfg)
+    book = read_book(source, options.read)
+    lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
+    return CheckedInputs(output.expanduser().absolute(), store.expanduser().absolute(), source, voice, book,
+                         lexicon, options)
+
+
+def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
+    """Check every input, then decide the model; the output folder is created and marked last."""
     import torch
 
     from moss_model.checkpoint import CheckpointError, resolve_checkpoint
     from moss_model.loading import checkpoint_fingerprint
 
+    inputs = inputs or check_inputs(cfg)
     cuda = torch.cuda.is_available()
-    output, store = job_paths(cfg)
-    output = check_output(output)
-    (output / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    voice = check_voice(cfg.voice, cfg.voice_text)
+    narration = narration_options(cfg, tiny=False)  # typed before the model: its checks need no model
+    finish = finish_options(cfg)
+    cluster = cluster_options(cfg, cuda)
     model = resolve_model(str(cfg.model), cuda)
     try:
         revision = checkpoint_fingerprint(resolve_checkpoint(model.checkpoint))
     except CheckpointError as error:
         raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
+    output = claim_output(inputs.output, inputs.source, str(cfg.job.name), OmegaConf.to_yaml(cfg, resolve=True))
     return RunSetup(
         output=output,
         model=model,
         model_revision=revision,
-        voice=voice,
-        narration=narration_options(cfg, model.tiny),
-        finish=finish_options(cfg),
-        cluster=cluster_options(cfg, cuda),
-        store=store.resolve(),
+        voice=inputs.voice,
+        narration=replace(narration, check_durations=narration.check_durations and not model.tiny),
+        finish=finish,
+        cluster=cluster,
+        store=inputs.store.resolve(),
     )
 
 
-def make_plan(cfg: DictConfig, setup: RunSetup) -> Plan:
-    options = plan_options(cfg)
-    book = read_book(Path(str(cfg.input)), options.read)
-    lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
+def make_plan(cfg: DictConfig, setup: RunSetup, inputs: CheckedInputs | None = None) -> Plan:
+    inputs = inputs or check_inputs(cfg)
+    options, book, lexicon = inputs.options, inputs.book, inputs.lexicon
     inputs = KeyInputs(
         voice_id=setup.voice.voice_id,
         model_id=setup.model.checkpoint,
@@ -181,6 +212,12 @@ def make_plan(cfg: DictConfig, setup: RunSetup) -> Plan:
         plan.segments[:] = rekeyed
     write_plan(plan, setup.output / PLAN_FILE)
     return plan
+
+
+def unmark_complete(output: Path) -> None:
+    """Remove the index's completion marker before finishing writes anything: a finishing run that
+    dies midway must not leave an old book table beside new audio."""
+    (output / "index" / "book" / "book.parquet").unlink(missing_ok=True)
 
 
 def same_run(a, b) -> bool:
@@ -211,18 +248,21 @@ def run(cfg: DictConfig) -> dict:
     from jobs import ray_runtime
 
     started = time.perf_counter()
-    setup = prepare(cfg)
+    inputs = check_inputs(cfg)
+    setup = prepare(cfg, inputs)
     if setup.model.tiny:
         print(f"model: tiny random checkpoint ({setup.model.name}): the audio is noise")
-    plan = make_plan(cfg, setup)
+    plan = make_plan(cfg, setup, inputs)
     summary = plan.summary()
     print(summary.format())
     store = SegmentStore(str(setup.store))
     runs = run_tasks(plan)
     with ray_runtime.connect(setup.cluster):
+        ray_runtime.check_placement(setup.cluster)
         narration_started = time.perf_counter()
         reports = ray_runtime.narrate_runs(runs, setup, store, total=len(plan.segments))
         narration_seconds = time.perf_counter() - narration_started
+        unmark_complete(setup.output)
         result = ray_runtime.finish_book(plan, setup, store)
     wall = time.perf_counter() - started
     totals = summarize(reports, plan, result, wall, setup, narration_seconds)

@@ -25,6 +25,8 @@ def plan_options(cfg: DictConfig) -> PlanOptions:
             skip_kinds=tuple(str(kind).lower() for kind in plan.skip_front_matter),
             chapter_pattern=plan.chapter_pattern,
             encoding=plan.encoding,
+            max_archive_bytes=int(float(plan.get("max_archive_mb", 512)) * 2**20),
+            max_compression_ratio=float(plan.get("max_compression_ratio", 200)),
         ),
         polyphones=str(plan.polyphones or ""),
     )
@@ -43,12 +45,21 @@ def key_inputs(cfg: DictConfig) -> KeyInputs:
 
 
 def run(cfg: DictConfig) -> PlanSummary:
+    from jobs.settings import ConfigError, check_files, claim_output, output_problems
+    from jobs.sweep import job_paths
+
+    output = job_paths(cfg)[0]
+    source = Path(str(cfg.input)).expanduser()
+    problems = [p for p in check_files(cfg) if p[0] in ("input", "lexicon")]
+    problems += output_problems(output, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
+    if problems:
+        raise ConfigError(problems)
     options = plan_options(cfg)
-    book = read_book(Path(cfg.input), options.read)
+    book = read_book(source, options.read)
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
     plan = build_plan(book, options, lexicon, key_inputs(cfg))
-    path = write_plan(plan, Path(cfg.output) / PLAN_FILE)
-    (path.parent / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    folder = claim_output(output, source, str(cfg.job.name), OmegaConf.to_yaml(cfg, resolve=True))
+    path = write_plan(plan, folder / PLAN_FILE)
     summary = plan.summary()
     print(summary.format())
     print(f"  plan written to {path}")

@@ -50,6 +50,49 @@ def connect(cluster: ClusterOptions):
         ray.shutdown()
 
 
+def placeable_actors(nodes: list[dict], gpus: float, cpus: float) -> int:
+    """How many actors asking for `gpus` and `cpus` each the alive `nodes` can hold at once."""
+    total = 0
+    for node in nodes:
+        if not node.get("Alive", True):
+            continue
+        have = node.get("Resources", {})
+        fits = [have.get("CPU", 0.0) // cpus if cpus > 0 else float("inf")]
+        if gpus > 0:
+            fits.append(have.get("GPU", 0.0) // gpus)
+        per_node = min(fits)
+        total += int(per_node) if per_node != float("inf") else 10**6
+    return total
+
+
+def check_placement(cluster: ClusterOptions, actors_needed: int | None = None) -> None:
+    """Fail in bounded time, naming what was asked and what the cluster has, when the cluster
+    cannot hold the narrator actors; a joined cluster gets `placement_timeout_s` to grow."""
+    needed = min(cluster.num_actors, actors_needed or cluster.num_actors)
+    deadline = time.monotonic() + (cluster.placement_timeout_s if cluster.address else 0.0)
+    while True:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        if placeable_actors(nodes, cluster.gpus_per_actor, cluster.cpus_per_actor) >= needed:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    have_gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in nodes)
+    have_cpus = sum(n.get("Resources", {}).get("CPU", 0.0) for n in nodes)
+    biggest = max(nodes, key=lambda n: (n["Resources"].get("GPU", 0.0), n["Resources"].get("CPU", 0.0)), default=None)
+    largest = (f"; the largest node has {biggest['Resources'].get('GPU', 0.0):g} GPU(s) and "
+               f"{biggest['Resources'].get('CPU', 0.0):g} CPU(s)") if biggest else ""
+    fits = placeable_actors(nodes, cluster.gpus_per_actor, cluster.cpus_per_actor)
+    waited = f" after waiting {cluster.placement_timeout_s:g} s" if cluster.address else ""
+    raise InputError(
+        f"cluster={cluster.address or 'local'}", "",
+        f"the cluster cannot place {needed} narrator actor(s) of {cluster.gpus_per_actor:g} GPU(s) and "
+        f"{cluster.cpus_per_actor:g} CPU(s) each{waited}: it has {len(nodes)} node(s) with {have_gpus:g} GPU(s) and "
+        f"{have_cpus:g} CPU(s) in all{largest}, room for {fits}",
+        "add nodes with GPUs, or lower cluster.num_actors, cluster.gpus_per_actor (0 runs on CPUs) or "
+        "cluster.cpus_per_actor")
+
+
 def load_models(checkpoint: str, codec_name: str | None, device: str):
     import torch
 

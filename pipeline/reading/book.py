@@ -58,6 +58,8 @@ class ReadOptions:
     encoding: str | None = None  # .txt/.md: force an encoding instead of detecting it
     keep_page_numbers: bool = False  # EPUB: read page-break markers (printed page numbers) aloud
     keep_code: bool = False  # EPUB and Markdown: read code listings aloud
+    max_archive_bytes: int = 512 * 2**20  # EPUB: refused when its members would inflate past this
+    max_compression_ratio: float = 200.0  # EPUB: refused when a large member is compressed more than this
 
 
 _SPEAKABLE_RUN_RE = re.compile(r"[^\W_]+")

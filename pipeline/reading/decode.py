@@ -81,13 +81,32 @@ def _guess_utf16(data: bytes) -> str | None:
     even_nuls, odd_nuls = sample[0::2].count(0), sample[1::2].count(0)
     encoding = "utf-16-le" if odd_nuls > 4 * even_nuls else "utf-16-be" if even_nuls > 4 * odd_nuls else None
     if encoding is None:
-        return None
+        # CJK text puts NULs on both sides (一 is U+4E00): pick the byte order whose characters are
+        # mostly of common scripts.
+        scores = {name: _common_share(sample, name) for name in ("utf-16-le", "utf-16-be")}
+        best = max(scores, key=scores.get)
+        return best if scores[best] >= 0.9 and scores[best] > min(scores.values()) + 0.2 else None
     try:
         text = sample.decode(encoding)
     except UnicodeDecodeError:
         return None
     printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
     return encoding if printable >= 0.95 * len(text) else None
+
+
+_COMMON_RANGES = (
+    (0x09, 0x0D), (0x20, 0x7E), (0xA0, 0x24F), (0x2000, 0x206F), (0x3000, 0x30FF), (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xFF00, 0xFFEF),
+)
+
+
+def _common_share(sample: bytes, encoding: str) -> float:
+    """The share of characters in common scripts (Latin, CJK, kana, Hangul, their punctuation)."""
+    text = sample[: len(sample) // 2 * 2].decode(encoding, errors="replace")
+    if not text:
+        return 0.0
+    common = sum(any(lo <= ord(ch) <= hi for lo, hi in _COMMON_RANGES) for ch in text)
+    return common / len(text)
 
 
 def _looks_like_gb18030(data: bytes) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import posixpath
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urldefrag
@@ -86,7 +87,77 @@ def read_epub(path: Path, options: ReadOptions) -> Book:
         raise InputError(path, "", f"not an EPUB: the file is not a ZIP archive ({e})",
                          "give a valid .epub file (EPUB 2 or 3)") from None
     with archive:
-        return _EpubReader(archive, path, options).read()
+        _check_archive(archive, path, options)
+        return _EpubReader(_CheckedArchive(archive, path), path, options).read()
+
+
+# Font obfuscation (IDPF, Adobe) is not DRM: the text stays readable.
+_FONT_OBFUSCATION = {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
+_DRM_FILES = {"meta-inf/rights.xml": "Adobe ADEPT", "meta-inf/sinf.xml": "Apple FairPlay",
+              "meta-inf/license.lcpl": "Readium LCP"}
+_RATIO_FLOOR = 1 << 20  # members that inflate to less than this are never called a bomb
+_DRM_HINT = "give a DRM-free copy of the book (publishers and shops sell DRM-free EPUBs), or its plain text"
+
+
+def _check_archive(archive: zipfile.ZipFile, path: Path, options: ReadOptions) -> None:
+    """Before any member is inflated: the sizes are bounded and the book is not DRM-encrypted."""
+    infos = archive.infolist()
+    total = sum(i.file_size for i in infos)
+    limit_mb = options.max_archive_bytes / 2**20
+    if total > options.max_archive_bytes:
+        raise InputError(path, "", f"the archive would inflate to {total / 2**20:.0f} MB, over the "
+                         f"{limit_mb:g} MB limit (a damaged file or a zip bomb)",
+                         f"check the file; if it is a real book this large, raise plan.max_archive_mb (now {limit_mb:g})")
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > _RATIO_FLOOR and ratio > options.max_compression_ratio:
+            raise InputError(path, info.filename, f"this member is compressed {ratio:.0f} to 1 "
+                             f"({info.file_size / 2**20:.0f} MB from {info.compress_size / 2**10:.0f} KB), over the "
+                             f"limit of {options.max_compression_ratio:g} (a zip bomb)",
+                             "check the file; if it is a real book, raise plan.max_compression_ratio")
+    names = {i.filename.lower(): i.filename for i in infos}
+    for member, scheme in _DRM_FILES.items():
+        if member in names:
+            raise InputError(path, names[member], f"the book is DRM-protected ({scheme}); its text cannot be read",
+                             _DRM_HINT)
+    if "meta-inf/encryption.xml" in names:
+        try:
+            root = etree.fromstring(archive.read(names["meta-inf/encryption.xml"]), _SAFE_PARSER)
+        except (etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError):
+            raise InputError(path, "META-INF/encryption.xml", "the encryption manifest is unreadable", _DRM_HINT) from None
+        encrypted = []
+        for data in root.iter("{http://www.w3.org/2001/04/xmlenc#}EncryptedData"):
+            method = data.find("{http://www.w3.org/2001/04/xmlenc#}EncryptionMethod")
+            algorithm = method.get("Algorithm", "") if method is not None else ""
+            reference = data.find(".//{http://www.w3.org/2001/04/xmlenc#}CipherReference")
+            uri = reference.get("URI", "") if reference is not None else ""
+            if algorithm not in _FONT_OBFUSCATION:
+                encrypted.append(uri or "(unnamed)")
+        if encrypted:
+            raise InputError(path, "META-INF/encryption.xml",
+                             f"the book is DRM-encrypted ({len(encrypted)} file(s), e.g. {encrypted[0]}); its text "
+                             "cannot be read", _DRM_HINT)
+
+
+class _CheckedArchive:
+    """The archive as the reader uses it: a damaged member (bad CRC, truncated data) is an InputError
+    that names it."""
+
+    def __init__(self, archive: zipfile.ZipFile, path: Path) -> None:
+        self._archive = archive
+        self._path = path
+
+    def namelist(self) -> list[str]:
+        return self._archive.namelist()
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self._archive.read(name)
+        except KeyError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
+            raise InputError(self._path, name, f"this part of the archive is damaged ({error})",
+                             "get a fresh copy of the EPUB, or repair it by re-exporting it from its editor") from None
 
 
 class _EpubReader:

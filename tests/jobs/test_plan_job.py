@@ -56,10 +56,10 @@ def test_plan_job_writes_the_plan_and_prints_a_summary(tmp_path, capsys):
 def test_plan_job_options_reach_the_plan(tmp_path):
     lexicon = tmp_path / "lexicon.tsv"
     lexicon.write_text("Gannet Point\tGAN-it Point\nUnused\tun-yoozd\n", encoding="utf-8")
-    cfg = config(f"input={SAMPLE}", f"output={tmp_path}", f"lexicon={lexicon}", "plan.max_seconds=12",
+    cfg = config(f"input={SAMPLE}", f"output={tmp_path / 'out'}", f"lexicon={lexicon}", "plan.max_seconds=12",
                  "plan.target_seconds=6", "narration.voice_id=other")
     summary = run(cfg)
-    segments, metadata = read_plan(tmp_path / "plan.parquet")
+    segments, metadata = read_plan(tmp_path / "out" / "plan.parquet")
     assert max(s.est_frames for s in segments) <= 12 * 12.5
     assert any(s.lexicon_entries == ("Gannet Point",) and "GAN-it Point" in s.model_text for s in segments)
     assert summary.warnings == ["lexicon entries that matched nothing: 'Unused' (line 2)"]
