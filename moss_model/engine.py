@@ -37,9 +37,9 @@ can it stop), when a row reaches its step limit, and at most every `check_every`
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import time
-import heapq
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -173,7 +173,8 @@ class PrefixCache:
 def prefill_end(prompt: Prompt, prefill_chunk: int) -> int:
     """One past the last KV slot the chunked prefill writes (chunks are padded to full length):
     chunks aligned to 0 over the shared head, then to its end over the rest."""
-    shared, rest = prompt.shared_length, prompt.ids.shape[0] - prompt.shared_length
+    shared = min(prompt.shared_length, prompt.ids.shape[0] - 1)  # as _prefill computes it
+    rest = prompt.ids.shape[0] - shared
     return max(math.ceil(shared / prefill_chunk) * prefill_chunk, shared + math.ceil(rest / prefill_chunk) * prefill_chunk)
 
 
@@ -409,7 +410,7 @@ class Engine:
         model = self.model
         ids = request.prompt.ids.to(self.device)
         T = ids.shape[0]
-        L = request.prompt.shared_length
+        L = min(request.prompt.shared_length, T - 1)  # at least the last token is computed: its logits are needed
         keys = self.cache.keys[:, slot : slot + 1]
         values = self.cache.values[:, slot : slot + 1]
         region = type(self.cache)(keys, values)
