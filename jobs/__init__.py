@@ -11,6 +11,7 @@ JOBS: dict[str, str] = {
     "narrate": "jobs.narrate:run",
     "plan": "jobs.plan:run",
     "finish": "jobs.finish:run",
+    "synthesize": "jobs.synthesize:run",
 }
 
 

@@ -1,0 +1,274 @@
+"""Job "synthesize": many texts x many voices in, a sharded, resumable speech dataset out.
+
+Orchestration only: check the input, voices, model and options before any model loads; stream
+the input into the manifest (work items in shard order, rejects with reasons); run the pending
+shards' rows through a pool of synthesizer actors with Ray Data; cut each shard (a Ray task) the
+moment its last row is stored; write the dataset card; print a summary. The driver holds counts
+per shard, never audio. The work itself lives in pipeline/dataset/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from jobs.narrate import ClusterOptions, cluster_options, narration_options
+from jobs.settings import ConfigError, claim_output, output_problems
+from jobs.sweep import job_paths
+from pipeline.dataset import card, manifest, shards
+from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
+from pipeline.dataset.results import ResultStore
+from pipeline.dataset.rows import check_readable, input_files, read_rows
+from pipeline.dataset.synth import SynthOptions
+from pipeline.dataset.voices import ASSIGNMENTS, DatasetVoice, load_voices
+from pipeline.errors import InputError
+from pipeline.keys import KeyInputs
+from pipeline.models import ModelChoice, resolve_model
+from pipeline.segment import FRAMES_PER_SECOND, SpeakingRates
+
+STORE_DIR = "store"
+
+
+@dataclass(frozen=True)
+class SynthesizeSetup:
+    """Everything decided before a model loads."""
+
+    input: Path
+    output: Path
+    store: Path
+    model: ModelChoice
+    model_revision: str
+    voices: dict[str, DatasetVoice]
+    prepare: PrepareOptions
+    synth: SynthOptions
+    cluster: ClusterOptions
+    shard_size: int
+    batch_rows: int
+    shard: shards.ShardOptions
+    command: str
+
+
+def _positive_int(cfg: DictConfig, name: str) -> int:
+    value = cfg.job.get(name)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise InputError(f"job.{name}=", str(value), "must be a whole number of at least 1", f"set job.{name}=1 or more")
+    return number
+
+
+def prepare(cfg: DictConfig) -> SynthesizeSetup:
+    """Validate every input and option and decide the model, before any model loads."""
+    import torch
+
+    from moss_model.checkpoint import CheckpointError, resolve_checkpoint
+    from moss_model.loading import checkpoint_fingerprint
+
+    job = cfg.job
+    files = input_files(str(cfg.input))
+    check_readable(files)
+    voices = load_voices(None if cfg.get("voices") is None else str(cfg.voices))
+    if str(job.assignment) not in ASSIGNMENTS:
+        raise InputError("job.assignment=", str(job.assignment), "is not a voice assignment",
+                         f"valid choices: {', '.join(ASSIGNMENTS)}")
+    cuda = torch.cuda.is_available()
+    model = resolve_model(str(cfg.model), cuda)
+    try:
+        revision = checkpoint_fingerprint(resolve_checkpoint(model.checkpoint))
+    except CheckpointError as error:
+        raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
+    narration = narration_options(cfg, model.tiny)
+    loudness = None if job.loudness_lufs is None else float(job.loudness_lufs)
+    cluster = cluster_options(cfg, cuda)
+    output, store = job_paths(cfg)
+    problems = output_problems(output, None, bool(cfg.get("overwrite", False)))
+    if problems:
+        raise ConfigError(problems)
+    output = claim_output(output, None, "synthesize", OmegaConf.to_yaml(cfg, resolve=True))
+    rates = SpeakingRates(**{k: float(v) for k, v in cfg.plan.speaking_rate.items()})
+    decoding = json.dumps(asdict(narration.decoding), sort_keys=True)
+    return SynthesizeSetup(
+        input=Path(str(cfg.input)).expanduser(),
+        output=output,
+        store=store.resolve(),
+        model=model,
+        model_revision=revision,
+        voices=voices,
+        prepare=PrepareOptions(target_seconds=float(job.target_seconds), max_seconds=float(job.max_seconds),
+                               max_row_seconds=float(job.max_row_seconds), language=str(cfg.language),
+                               assignment=str(job.assignment), assignment_seed=int(job.assignment_seed), rates=rates,
+                               loudness_lufs=loudness),
+        synth=SynthOptions(narration=narration, loudness_lufs=loudness, true_peak_db=float(cfg.finish.true_peak_db)),
+        cluster=cluster,
+        shard_size=_positive_int(cfg, "shard_size"),
+        batch_rows=_positive_int(cfg, "batch_rows"),
+        shard=shards.ShardOptions(model_id=model.checkpoint, model_revision=revision, decoding=decoding,
+                                  sample_rate=24000, include_codes=bool(job.include_codes),
+                                  webdataset=bool(job.webdataset)),
+        command=_command(cfg),
+    )
+
+
+def _command(cfg: DictConfig) -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed outside the command (tests, the API)
+        overrides = ["job=synthesize", f"input={cfg.input}", f"voices={cfg.get('voices')}", f"output={cfg.output}",
+                     f"model={cfg.model}"]
+    return "python -m pipeline.run " + " ".join(overrides)
+
+
+def write_work_list(setup: SynthesizeSetup) -> manifest.ManifestInfo:
+    """Stream the input into the manifest and the rejects file (no model needed)."""
+    decoding = json.loads(setup.shard.decoding)
+    inputs = KeyInputs("", setup.model.checkpoint, setup.model_revision, decoding, "from_key", 0)
+    preparer = Preparer(setup.voices, inputs, setup.prepare)
+    return manifest.write_manifest(prepare_rows(read_rows(setup.input), preparer), setup.output, setup.shard_size)
+
+
+def pending_shards(setup: SynthesizeSetup, info: manifest.ManifestInfo) -> list[int]:
+    """Shards not yet present with this run's digest; shards of another shard count are removed."""
+    folder = setup.output / shards.DATA_DIR
+    current = {shards.shard_name(i, info.shards) for i in range(info.shards)}
+    for stale in list(folder.glob(f"{shards.SPLIT}-*-of-*.parquet")) if folder.is_dir() else []:
+        if stale.name not in current:
+            stale.unlink()
+    return [i for i in range(info.shards)
+            if shards.shard_digest(folder / shards.shard_name(i, info.shards)) != info.shard_digests[i]]
+
+
+class SynthesizerWorker:
+    """The Ray Data actor: one model + codec, every voice encoded once, the continuous engine."""
+
+    def __init__(self, setup: SynthesizeSetup) -> None:
+        import torch
+
+        from jobs.ray_runtime import load_models
+        from pipeline.dataset.synth import DatasetSynthesizer
+
+        device = "cuda" if torch.cuda.is_available() and setup.cluster.gpus_per_actor > 0 else "cpu"
+        if device == "cpu":
+            torch.set_num_threads(max(1, int(setup.cluster.cpus_per_actor)))
+        tts, codec = load_models(setup.model.checkpoint, setup.model.codec, device)
+        specs = {name: voice.spec for name, voice in setup.voices.items()}
+        self.synthesizer = DatasetSynthesizer(tts, codec, specs, setup.synth, ResultStore(str(setup.store)))
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(self.synthesizer.synthesize(batch.to_pylist()))
+
+
+def _write_shard_task(output: Path, index: int, info: manifest.ManifestInfo, store: str,
+                      options: shards.ShardOptions) -> dict:
+    return shards.write_shard(output, index, info, store, options)
+
+
+def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: list[int]) -> dict:
+    """The pending shards' rows through the actor pool; each shard cut as soon as its rows are stored."""
+    import ray
+    from tqdm import tqdm
+
+    figures = {"rows": 0, "generated": 0, "reused": 0, "flagged": 0, "attempts": 0, "frames": 0,
+               "model_seconds": 0.0, "actor_seconds": 0.0}
+    if not pending:
+        return figures
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.verbose_progress = False
+    wanted = set(pending)
+    remaining = {i: info.shard_rows[i] for i in pending}
+    columns = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]
+    dataset = (ray.data.read_parquet(str(setup.output / manifest.MANIFEST_FILE), columns=columns)
+               .filter(lambda row: row["shard"] in wanted)
+               .map_batches(SynthesizerWorker, fn_constructor_kwargs={"setup": setup}, batch_size=setup.batch_rows,
+                            batch_format="pyarrow", concurrency=setup.cluster.num_actors,
+                            num_cpus=setup.cluster.cpus_per_actor, num_gpus=setup.cluster.gpus_per_actor or None))
+    write = ray.remote(num_cpus=setup.cluster.finish_cpus)(_write_shard_task)
+    writes = []
+    total = sum(remaining.values())
+    started = time.perf_counter()
+    with tqdm(total=total, unit="row", desc="synthesizing", dynamic_ncols=True) as progress:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                figures["rows"] += 1
+                figures["generated" if not row["reused"] else "reused"] += 1
+                figures["flagged"] += row["flagged"]
+                figures["attempts"] += row["attempts"]
+                figures["frames"] += row["frames"]
+                figures["model_seconds"] += row["model_seconds"]
+                figures["actor_seconds"] += row["wall_seconds"]
+                remaining[row["shard"]] -= 1
+                if remaining[row["shard"]] == 0:
+                    writes.append(write.remote(setup.output, row["shard"], info, str(setup.store), setup.shard))
+            seconds = time.perf_counter() - started
+            hours = figures["frames"] / FRAMES_PER_SECOND / 3600
+            progress.set_postfix_str(f"audio {hours:.3f} h, {figures['rows'] / max(seconds, 1e-9):.2f} rows/s, "
+                                     f"rejects {info.rejects}", refresh=False)
+            progress.update(len(batch))
+    ray.get(writes)
+    unfinished = [i for i, left in remaining.items() if left]
+    if unfinished:
+        raise RuntimeError(f"shards {unfinished} did not receive all their rows")
+    return figures
+
+
+def run(cfg: DictConfig) -> dict:
+    from jobs import ray_runtime
+
+    started = time.perf_counter()
+    setup = prepare(cfg)
+    if setup.model.tiny:
+        print(f"model: tiny random checkpoint ({setup.model.name}): the audio is noise")
+    info = write_work_list(setup)
+    pending = pending_shards(setup, info)
+    print(f"dataset: {info.rows} rows in {info.shards} shard(s) of up to {info.shard_size}, "
+          f"{info.shards - len(pending)} already finished; {info.rejects} input row(s) rejected"
+          + (f" ({', '.join(f'{k} {v}' for k, v in info.reject_reasons.items())}; see rejects.jsonl)"
+             if info.rejects else ""))
+    synth_started = time.perf_counter()
+    with ray_runtime.connect(setup.cluster):
+        figures = synthesize(setup, info, pending)
+    synth_seconds = time.perf_counter() - synth_started
+    totals = card.totals(shards.shard_summary_columns(setup.output))
+    card.write_card(setup.output, totals, info, setup.command, setup.model.checkpoint, setup.model_revision,
+                    setup.model.tiny, setup.shard.decoding)
+    summary = {
+        **figures,
+        "dataset_rows": totals.rows,
+        "shards": info.shards,
+        "shards_written": len(pending),
+        "rejects": info.rejects,
+        "audio_hours": totals.seconds / 3600,
+        "flagged_rows": totals.flagged_rows,
+        "synthesis_seconds": synth_seconds,
+        "rows_per_second": figures["rows"] / synth_seconds if synth_seconds else 0.0,
+        "outside_model_share": (1 - figures["model_seconds"] / figures["actor_seconds"]
+                                if figures["actor_seconds"] else None),
+        "wall_seconds": time.perf_counter() - started,
+        "output": str(setup.output),
+    }
+    print(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    outside = "n/a" if s["outside_model_share"] is None else f"{s['outside_model_share']:.0%}"
+    return "\n".join([
+        "dataset finished",
+        f"  rows:      {s['dataset_rows']} in {s['shards']} shard(s) ({s['shards_written']} written now); "
+        f"{s['generated']} generated, {s['reused']} reused from the store, {s['flagged_rows']} flagged, "
+        f"{s['rejects']} rejected",
+        f"  audio:     {s['audio_hours']:.4f} h",
+        f"  speed:     {s['rows_per_second']:.2f} rows/s over {s['synthesis_seconds']:.1f} s; "
+        f"{outside} of the actors' time outside model steps",
+        f"  output:    {s['output']} (README.md, data/, rejects.jsonl)",
+    ])
