@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -141,6 +142,8 @@ def pending_shards(setup: SynthesizeSetup, info: manifest.ManifestInfo) -> list[
     for stale in list(folder.glob(f"{shards.SPLIT}-*-of-*.parquet")) if folder.is_dir() else []:
         if stale.name not in current:
             stale.unlink()
+    for partial in (folder.glob(".*.partial") if folder.is_dir() else []):  # left by a killed run
+        partial.unlink(missing_ok=True)
     return [i for i in range(info.shards)
             if shards.shard_digest(folder / shards.shard_name(i, info.shards)) != info.shard_digests[i]]
 
@@ -187,11 +190,15 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
     wanted = set(pending)
     remaining = {i: info.shard_rows[i] for i in pending}
     columns = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]
-    dataset = (ray.data.read_parquet(str(setup.output / manifest.MANIFEST_FILE), columns=columns)
-               .filter(lambda row: row["shard"] in wanted)
-               .map_batches(SynthesizerWorker, fn_constructor_kwargs={"setup": setup}, batch_size=setup.batch_rows,
-                            batch_format="pyarrow", concurrency=setup.cluster.num_actors,
-                            num_cpus=setup.cluster.cpus_per_actor, num_gpus=setup.cluster.gpus_per_actor or None))
+    dataset = ray.data.read_parquet(str(setup.output / manifest.MANIFEST_FILE)).select_columns(columns)
+    if len(wanted) < info.shards:
+        with warnings.catch_warnings():  # a predicate on one small column; expressions differ between Ray versions
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = dataset.filter(lambda row: row["shard"] in wanted)
+    dataset = dataset.map_batches(
+        SynthesizerWorker, fn_constructor_kwargs={"setup": setup}, batch_size=setup.batch_rows, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=setup.cluster.num_actors), num_cpus=setup.cluster.cpus_per_actor,
+        num_gpus=setup.cluster.gpus_per_actor or None)
     write = ray.remote(num_cpus=setup.cluster.finish_cpus)(_write_shard_task)
     writes = []
     total = sum(remaining.values())
