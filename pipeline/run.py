@@ -59,12 +59,33 @@ def _stored_note(cfg: DictConfig) -> str:
         return "finished segments are kept in the segment store"
 
 
+def _unreadable_overrides(args: list[str]) -> list[str]:
+    """The command-line settings Hydra's grammar rejects (to name them in the message)."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parser = OverridesParser.create()
+    except Exception:
+        return []
+    bad = []
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            parser.parse_override(arg)
+        except Exception:
+            bad.append(arg)
+    return bad
+
+
 def cli() -> None:
     """Hydra's own errors (a bad override, an unknown key or group choice) are bad input too: exit 2."""
     try:
         main()
     except SystemExit as exit_:
         if exit_.code == 1 and not _entered:
+            for arg in _unreadable_overrides(sys.argv[1:]):
+                print(f"error: {arg}: this setting cannot be read (quoting)", file=sys.stderr)
             print(_COMMAND_LINE_HINT, file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         raise
