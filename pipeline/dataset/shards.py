@@ -48,34 +48,43 @@ def extra_column(name: str) -> str:
     return f"input_{name}" if name in RESERVED else name
 
 
-def features(options: ShardOptions, extra_columns: list[str]):
-    import datasets
+def _value(dtype: str) -> dict:
+    return {"dtype": dtype, "_type": "Value"}
 
-    columns = {
-        "audio": datasets.Audio(sampling_rate=options.sample_rate),
-        "id": datasets.Value("string"),
-        "source_id": datasets.Value("string"),
-        "part": datasets.Value("int32"),
-        "parts": datasets.Value("int32"),
-        "text": datasets.Value("string"),
-        "normalized_text": datasets.Value("string"),
-        "language": datasets.Value("string"),
-        "voice": datasets.Value("string"),
-        "seed": datasets.Value("int64"),
-        "attempts": datasets.Value("int32"),
-        "flags": datasets.List(datasets.Value("string")),
-        "duration_s": datasets.Value("float64"),
-        "sample_rate": datasets.Value("int32"),
-        "model_id": datasets.Value("string"),
-        "model_revision": datasets.Value("string"),
-        "decoding": datasets.Value("string"),
-        "key": datasets.Value("string"),
-    }
+
+_COLUMNS = [  # name, Arrow type, Hugging Face feature
+    ("id", pa.string(), _value("string")),
+    ("source_id", pa.string(), _value("string")),
+    ("part", pa.int32(), _value("int32")),
+    ("parts", pa.int32(), _value("int32")),
+    ("text", pa.string(), _value("string")),
+    ("normalized_text", pa.string(), _value("string")),
+    ("language", pa.string(), _value("string")),
+    ("voice", pa.string(), _value("string")),
+    ("seed", pa.int64(), _value("int64")),
+    ("attempts", pa.int32(), _value("int32")),
+    ("flags", pa.list_(pa.string()), [_value("string")]),
+    ("duration_s", pa.float64(), _value("float64")),
+    ("sample_rate", pa.int32(), _value("int32")),
+    ("model_id", pa.string(), _value("string")),
+    ("model_revision", pa.string(), _value("string")),
+    ("decoding", pa.string(), _value("string")),
+    ("key", pa.string(), _value("string")),
+]
+
+
+def shard_schema(options: ShardOptions, extra_columns: list[str]) -> pa.Schema:
+    """The shards' Arrow schema with the `huggingface` metadata that makes `audio` an Audio column
+    (written by hand: the job does not need the `datasets` package; lists in the plain form every
+    version of it reads)."""
+    columns = [("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+                {"sampling_rate": options.sample_rate, "_type": "Audio"}), *_COLUMNS]
     if options.include_codes:
-        columns["codes"] = datasets.List(datasets.List(datasets.Value("int16")))
-    for name in extra_columns:
-        columns[extra_column(name)] = datasets.Value("string")
-    return datasets.Features(columns)
+        columns.append(("codes", pa.list_(pa.list_(pa.int16())), [[_value("int16")]]))
+    columns += [(extra_column(name), pa.string(), _value("string")) for name in extra_columns]
+    hf = {"info": {"features": {name: feature for name, _, feature in columns}}}
+    return pa.schema([pa.field(name, kind) for name, kind, _ in columns],
+                     metadata={b"huggingface": json.dumps(hf).encode()})
 
 
 def shard_digest(path: Path) -> str | None:
@@ -111,7 +120,7 @@ def write_shard(output: Path, index: int, info: ManifestInfo, store_root: str, o
             value = extra.get(name)
             row[extra_column(name)] = None if value is None else value if isinstance(value, str) else json.dumps(value)
         rows.append(row)
-    schema = features(options, info.extra_columns).arrow_schema
+    schema = shard_schema(options, info.extra_columns)
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    METADATA_KEY: json.dumps({"digest": info.shard_digests[index], "shard": index,
                                                              "shards": info.shards}).encode()})

@@ -218,3 +218,23 @@ def test_manifest_shards_and_card(preparer, tmp_path):
     readme = card.write_card(output, totals, info, "python -m pipeline.run job=synthesize", "tiny", "rev", True, "{}")
     text = readme.read_text()
     assert "frame_limit 1" in text and "empty_text 1" in text and "random weights" in text
+
+
+def test_hand_written_features_load_as_an_audio_dataset(tmp_path):
+    import datasets
+
+    output = tmp_path / "out"
+    output.mkdir()
+    items = [WorkItem(id=f"r{i}", source_id=f"r{i}", part=0, parts=1, text="Hi.", normalized_text="Hi.", language="en",
+                      voice="anna", voice_id="v", key=f"k{i}", est_frames=5, tokens=None, place="t:1",
+                      extra=json.dumps({"tag": i})) for i in range(2)]
+    info = manifest.write_manifest(iter([*items, Reject("t:3", None, "bad_row", "x")]), output, shard_size=5)
+    store = ResultStore(str(tmp_path / "store"))
+    for item in items:
+        fake_result(store, item.key, 1.0)
+    shards.write_shard(output, 0, info, store.root, shards.ShardOptions("tiny", "rev", "{}", 24000, include_codes=True))
+    ds = datasets.load_dataset("parquet", data_dir=str(output / "data"), split="train")
+    assert isinstance(ds.features["audio"], datasets.Audio) and ds.features["audio"].sampling_rate == 24000
+    assert ds[1]["tag"] == "1" and len(ds[0]["codes"]) == 10 and ds[0]["flags"] == []
+    samples = ds[0]["audio"].get_all_samples()
+    assert samples.sample_rate == 24000 and samples.data.shape[-1] == 24000
