@@ -124,8 +124,8 @@ class MemoryStore:
 
 
 class SimulatedNarrator(Narrator):
-    def check(self, task, result) -> list[str]:
-        return []  # the stand-in's audio is silence by construction: the schedule is what is measured
+    def level_dbfs(self, frames) -> float:
+        return 0.0  # the stand-in makes no audio: the schedule is what is measured
 
 
 def runs_of(plan) -> list[RunTask]:
@@ -171,6 +171,7 @@ def main() -> int:
     # frame_limit(est) == est: the stand-in runs each segment for exactly its estimate
     options = NarrationOptions(check_durations=False, max_duration_ratio=1.0, frames_slack=0)
     narrator = SimulatedNarrator(tts, None, voice, options, MemoryStore())
+    narrator.threaded_checks = False  # checks take no virtual time (a thread's real latency would count as steps)
     engine = VirtualEngine(args.capacity, n_vq, args.step_ms, args.step_ms_per_row, args.prefill_us_per_token)
     narrator._engine = engine
     narrator.narrate(runs)

@@ -28,6 +28,7 @@ from moss_model.engine import Engine, EngineStats, RowResult
 from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
+from pipeline.checks import SegmentChecker
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
 
@@ -130,6 +131,7 @@ class Narrator:
         self._recent: dict[str, StoredSegment] = {}  # previous segments of the runs in flight
         self._engine: Engine | None = None
         self.generated_frames = 0  # frames of the segments this narrator stored (for progress)
+        self.threaded_checks = True  # measure segments on a worker thread (see pipeline.checks)
 
     @property
     def engine(self) -> Engine:
@@ -185,26 +187,34 @@ class Narrator:
                 report.frames += self._remember(self.store.get(task.key)).frames
                 cursors[id(run)] += 1
 
-        while queue or requests:
-            while queue and engine.occupancy + engine.queued < engine.capacity:
-                advance(queue.popleft())
-            for finished in engine.step():
-                key = requests.pop(finished.request_id)
-                state = attempts[key]
-                stored = self._accept(state, finished.result, report_for(waiting[key][0]))
-                if stored is None:
-                    submit(state)  # again, with the next attempt's seed
-                    continue
-                del attempts[key]
-                for run in waiting.pop(key):
-                    report = report_for(run)
-                    report.generated += 1
-                    report.flagged += bool(stored.facts["flags"])
-                    report.frames += stored.frames
-                    report.generated_frames += stored.frames
-                    cursors[id(run)] += 1
-                    advance(run)
-                self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
+        # Segments are measured (decoded) on a worker thread while the engine keeps stepping.
+        checker = SegmentChecker(self.level_dbfs, getattr(self.codec, "device", None), threaded=self.threaded_checks)
+        try:
+            while queue or requests or checker.pending:
+                while queue and engine.occupancy + engine.queued < engine.capacity:
+                    advance(queue.popleft())
+                if requests:
+                    for finished in engine.step():
+                        key = requests.pop(finished.request_id)
+                        checker.submit((key, finished.result), finished.result.frames)
+                for (key, result), level in checker.collect(wait=not requests):  # wait only when the engine is idle
+                    state = attempts[key]
+                    stored = self._accept(state, result, level, report_for(waiting[key][0]))
+                    if stored is None:
+                        submit(state)  # again, with the next attempt's seed
+                        continue
+                    del attempts[key]
+                    for run in waiting.pop(key):
+                        report = report_for(run)
+                        report.generated += 1
+                        report.flagged += bool(stored.facts["flags"])
+                        report.frames += stored.frames
+                        report.generated_frames += stored.frames
+                        cursors[id(run)] += 1
+                        advance(run)
+                    self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
+        finally:
+            checker.close()
 
         spent = engine.stats
         model_seconds = (spent.prefill_seconds - before.prefill_seconds) + (spent.step_seconds - before.step_seconds)
@@ -227,10 +237,10 @@ class Narrator:
         return {"rows": engine.occupancy if engine else 0, "generated_frames": self.generated_frames,
                 "row_steps": stats.row_steps, "useful_row_steps": stats.useful_row_steps}
 
-    def _accept(self, state: _Attempt, result: RowResult, report: ChapterReport) -> StoredSegment | None:
+    def _accept(self, state: _Attempt, result: RowResult, level_dbfs: float, report: ChapterReport) -> StoredSegment | None:
         """Store a segment that passes its checks, or has no attempts left (flagged); None: try again."""
         report.attempts += 1
-        checks = self.check(state.task, result)
+        checks = self.check(state.task, result, level_dbfs)
         state.attempt += 1
         if checks and state.attempt < self.options.max_attempts:
             state.last_checks = checks
@@ -283,8 +293,8 @@ class Narrator:
         )
         return request, digest
 
-    def check(self, task: SegmentTask, result: RowResult) -> list[str]:
-        """Reasons to regenerate (empty when the segment is fine)."""
+    def check(self, task: SegmentTask, result: RowResult, level_dbfs: float) -> list[str]:
+        """Reasons to regenerate (empty when the segment is fine); level_dbfs: its RMS level (`level_dbfs`)."""
         options = self.options
         frames = int(result.frames.shape[0])
         checks = []
@@ -297,11 +307,14 @@ class Narrator:
                 checks.append("too_short")
             if frames > options.max_duration_ratio * task.est_frames:
                 checks.append("too_long")  # also the re-read-the-prefix failure of continuation
-        if self._rms_dbfs(result.frames) < options.silence_dbfs:
+        if level_dbfs < options.silence_dbfs:
             checks.append("near_silent")
         return checks
 
-    def _rms_dbfs(self, frames: torch.Tensor) -> float:
+    def level_dbfs(self, frames: torch.Tensor) -> float:
+        """The RMS level of a segment's audio (decoded alone, so it depends on its codes only)."""
+        if not frames.shape[0]:
+            return float("-inf")
         codes = frames.T[None].to(self.codec.device)  # 1, K, F
         audio = self.codec.decode(codes).audio[0].float()
         rms = float(audio.pow(2).mean().sqrt())
