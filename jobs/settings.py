@@ -38,7 +38,8 @@ class ConfigError(InputError):
     def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
         self.problems = problems
         lines = [f"{key}={_show(value)}: {allowed}" for key, value, allowed in problems]
-        ValueError.__init__(self, "invalid configuration (nothing was written):\n  " + "\n  ".join(lines))
+        ValueError.__init__(self, "invalid configuration (nothing was written):\n  " + "\n  ".join(lines)
+                            + "\nWhat to do: change the values above as each line says, and run the same command again")
         self.path, self.place = "config", ""
         self.problem, self.hint = "; ".join(lines), "fix the values above"
 

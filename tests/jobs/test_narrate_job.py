@@ -192,7 +192,7 @@ def test_bad_input_fails_before_any_model_loads(case, book, tmp_path):
     args = [f"input={book}", f"output={output}", "model=tiny"]
     if case == "missing_voice":
         args.append(f"voice={tmp_path / 'nowhere.wav'}")
-        expected = "nowhere.wav: the voice file does not exist"
+        expected = "nowhere.wav: no such file"
     elif case == "unreadable_voice":
         fake = tmp_path / "voice.wav"
         fake.write_text("this is not audio")
@@ -211,7 +211,7 @@ def test_bad_input_fails_before_any_model_loads(case, book, tmp_path):
         blocker.write_text("x")
         output = blocker / "out"
         args[1] = f"output={output}"
-        expected = "the output folder is not writable"
+        expected = "is a file, not a folder"
     result = cli(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert expected in result.stderr and "What to do:" in result.stderr
