@@ -14,7 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.plan import plan_options
-from jobs.settings import ConfigError, check_files, claim_output, output_problems, voice_transcript
+from jobs.settings import (ConfigError, check_files, claim_output, forbidden_folder, output_problems,
+                           voice_transcript)
 from jobs.sweep import job_paths
 from moss_model.sampling import DecodingParams, SamplingParams
 from pipeline.errors import InputError
@@ -131,6 +132,23 @@ class CheckedInputs:
     options: PlanOptions
 
 
+def check_local_capacity(cluster: ClusterOptions, gpus: int) -> None:
+    """The embedded cluster is this machine: refuse, before anything starts, actors it cannot hold."""
+    import os
+
+    cpus = cluster.num_cpus or os.cpu_count() or 1
+    by_cpu = cpus // cluster.cpus_per_actor if cluster.cpus_per_actor > 0 else cluster.num_actors
+    by_gpu = gpus // cluster.gpus_per_actor if cluster.gpus_per_actor > 0 else cluster.num_actors
+    fits = int(min(by_cpu, by_gpu))
+    if fits < cluster.num_actors:
+        raise InputError(
+            "cluster=local", "",
+            f"this machine cannot hold {cluster.num_actors} narrator actor(s) of {cluster.gpus_per_actor:g} GPU(s) and "
+            f"{cluster.cpus_per_actor:g} CPU(s) each: it has {gpus} GPU(s) and {cpus} CPU(s), room for {fits}",
+            f"set cluster.num_actors={max(fits, 1)}" + (" and cluster.gpus_per_actor=0 (CPU)" if fits < 1 and gpus == 0
+                                                        else "") + ", or join a larger cluster with cluster=ray")
+
+
 def check_output(output: Path, source: Path | None = None, overwrite: bool = False) -> Path:
     """Raise InputError when `output` must not be written (system/home folder, someone else's files,
     no permission); creates nothing."""
@@ -148,6 +166,10 @@ def check_inputs(cfg: DictConfig) -> CheckedInputs:
     problems = check_files(cfg)
     if not any(key == "output" for key, _, _ in problems):
         problems += output_problems(output, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
+    forbidden = forbidden_folder(store)
+    if forbidden and cfg.get("store"):
+        problems.append(("store", cfg.store, f"is {forbidden}; the tool never writes there: pass store=DIR to a folder "
+                         "of its own (or leave it null for <output>/store)"))
     if problems:
         raise ConfigError(problems)
     text, _origin = voice_transcript(cfg)
@@ -171,6 +193,8 @@ def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
     narration = narration_options(cfg, tiny=False)  # typed before the model: its checks need no model
     finish = finish_options(cfg)
     cluster = cluster_options(cfg, cuda)
+    if cluster.address is None:
+        check_local_capacity(cluster, torch.cuda.device_count() if cuda else 0)
     model = resolve_model(str(cfg.model), cuda)
     try:
         revision = checkpoint_fingerprint(resolve_checkpoint(model.checkpoint))

@@ -39,15 +39,78 @@ def connect(cluster: ClusterOptions):
         return
     project = str(Path(__file__).resolve().parents[1])
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH")) if p)}}
+    reaper = None
     if cluster.address:
         ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True)
     else:
         ray.init(num_cpus=cluster.num_cpus, include_dashboard=cluster.dashboard, runtime_env=runtime_env,
                  log_to_driver=True)
+        reaper = start_reaper()
     try:
         yield
     finally:
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        finally:
+            if reaper is not None:
+                reaper.kill()
+                reaper.wait()
+
+
+# Watches the driver; when it is gone without shutting Ray down (kill -9, SIGTERM), it ends the
+# processes the driver had started (the embedded Ray's daemons, workers and actors), so that no
+# actor keeps writing into the store and nothing lingers. Runs as `python -c` so that it needs no
+# import of the project or Ray. Linux only (/proc); elsewhere it does nothing.
+_REAPER = r"""
+import os, signal, sys, time
+driver, me = int(sys.argv[1]), os.getpid()
+
+def table():
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[int(name)] = (int(fields[1]), fields[19], fields[0])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+def descendants(procs, roots):
+    found, frontier = set(), set(roots)
+    while frontier:
+        frontier = {p for p, (parent, _, _) in procs.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+known = {}
+while True:
+    procs = table()
+    if driver not in procs or procs[driver][2] == "Z":
+        break
+    known = {p: procs[p][1] for p in descendants(procs, [driver]) if p != me}
+    time.sleep(0.5)
+procs = table()
+doomed = {p for p, start in known.items() if p in procs and procs[p][1] == start}
+doomed |= descendants(procs, doomed)
+for pid in doomed - {me}:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def start_reaper():
+    """Start the watchdog that ends the embedded Ray's processes if the driver dies without cleanup."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/stat").exists():
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def placeable_actors(nodes: list[dict], gpus: float, cpus: float) -> int:

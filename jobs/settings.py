@@ -354,6 +354,19 @@ def book_identity(source: Path) -> dict:
     return {"path": str(source.expanduser().resolve()), "sha256": digest}
 
 
+def forbidden_folder(path: Path) -> str | None:
+    """What `path` is, when it is a folder the tool never writes into (root, system, home); else None."""
+    import os
+
+    folder = path.expanduser().absolute()
+    home = Path.home().resolve()
+    for candidate in {folder, Path(os.path.realpath(folder))}:
+        text = str(candidate)
+        if text in _NEVER or candidate == home or any(text == p or text.startswith(p + "/") for p in _NEVER_INSIDE):
+            return "the home folder" if candidate == home else "the root folder" if text == "/" else "a system folder"
+    return None
+
+
 def output_problems(output: Path, source: Path | None, overwrite: bool) -> list[tuple[str, Any, str]]:
     """Why `output` must not be written (nothing is created here): a system or home folder, a
     file, a place without write permission, or a non-empty folder that is not this book's output."""
@@ -362,13 +375,10 @@ def output_problems(output: Path, source: Path | None, overwrite: bool) -> list[
 
     folder = output.expanduser().absolute()
     resolved = Path(os.path.realpath(folder))
-    home = Path.home().resolve()
     fix = "pass output=DIR naming a folder of its own, e.g. output=outputs/mybook"
-    for candidate in {folder, resolved}:
-        text = str(candidate)
-        if text in _NEVER or candidate == home or any(text == p or text.startswith(p + "/") for p in _NEVER_INSIDE):
-            what = "the home folder" if candidate == home else "the root folder" if text == "/" else "a system folder"
-            return [("output", str(output), f"is {what}; the tool never writes there: {fix}")]
+    forbidden = forbidden_folder(output)
+    if forbidden:
+        return [("output", str(output), f"is {forbidden}; the tool never writes there: {fix}")]
     if resolved.exists() and not resolved.is_dir():
         return [("output", str(output), f"is a file, not a folder: {fix}")]
     existing = resolved

@@ -97,3 +97,117 @@ def test_ctrl_c_during_narration_is_one_line_exit_130_and_no_ray_left(tmp_path: 
     time.sleep(1.0)
     assert len(store.keys()) == stored  # nothing writes into the store after the run has ended
     assert not (output / "index" / "book" / "book.parquet").exists()
+
+
+SMALL_BOOK = """# A Small Test Book
+
+## One
+
+The tide came in at dawn. The gulls were loud.
+
+Mara counted the boats twice.
+
+## Two
+
+Evening fell. The lamp was lit, and the harbour slept.
+
+## Three
+
+Nothing else happened that night.
+"""
+
+
+def narrate_args(book: Path, output: Path, voice: Path, transcript: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.run", f"input={book}", f"output={output}", "model=tiny", f"voice={voice}",
+            f'voice_text="{transcript}"', "narration.capacity=4", "finish.lossy_format=null"]
+
+
+def book_result(output: Path) -> tuple[list, list, dict]:
+    import pyarrow.parquet as pq
+
+    from pipeline.narrate import codes_digest
+
+    segments = pq.read_table(output / "index" / "segments" / "segments.parquet").to_pylist()
+    chapters = pq.read_table(output / "index" / "chapters" / "chapters.parquet").to_pylist()
+    store = SegmentStore(str(output / "store"))
+    return ([(s["key"], s["frames"], s["start_sample"], s["end_sample"]) for s in segments],
+            [(c["chapter_index"], c["num_samples"]) for c in chapters],
+            {s["key"]: codes_digest(store.get(s["key"]).codes) for s in segments})
+
+
+POINTS = {
+    "planned": lambda out: (out / "plan.parquet").is_file(),
+    "narrating": lambda out: (out / "store").exists() and len(SegmentStore(str(out / "store")).keys()) >= 2,
+    "finishing": lambda out: (out / "chapters").is_dir(),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_kill_9_of_the_driver_at_three_points_then_a_rerun_equals_an_uninterrupted_run(shared_data, tmp_path):
+    voice = shared_data / "voices" / "reference_en.m4a"
+    transcript = next(line.split("\t", 1)[1] for line in (shared_data / "voices" / "transcripts.tsv").read_text()
+                      .splitlines() if line.startswith("reference_en.m4a"))
+    book = tmp_path / "small.md"
+    book.write_text(SMALL_BOOK, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RAY_AUTH_MODE": "disabled"}
+    reference = tmp_path / "reference"
+    done = subprocess.run(narrate_args(book, reference, voice, transcript), cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = book_result(reference)
+    for point, reached in POINTS.items():
+        output = tmp_path / point
+        driver = subprocess.Popen(narrate_args(book, output, voice, transcript), cwd=tmp_path, env=env,
+                                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen: set[int] = set()
+        deadline = time.time() + 300
+        while time.time() < deadline and driver.poll() is None and not reached(output):
+            seen |= run_processes(driver.pid)
+            time.sleep(0.05)
+        assert driver.poll() is None, f"the run ended before the point {point!r}"
+        seen |= run_processes(driver.pid)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone: its Ray processes are orphaned
+        driver.wait()
+        deadline = time.time() + 10
+        while alive(seen) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not alive(seen), f"{point}: processes of the killed run still alive after 10 s"
+        assert not (output / "index" / "book" / "book.parquet").exists()
+        rerun = subprocess.run(narrate_args(book, output, voice, transcript), cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, f"{point}: {rerun.stderr[-3000:]}"
+        assert book_result(output) == expected, point
+
+
+def test_a_cluster_that_cannot_place_an_actor_fails_in_bounded_time(tmp_path):
+    """cluster=ray on nodes without GPUs: exit 2 after cluster.placement_timeout_s, naming what was
+    asked and what the cluster has (the cluster here is one CPU-only node started for the test)."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(
+        [sys.executable, "-c", "import ray, sys; c = ray.init(num_cpus=1, num_gpus=0, include_dashboard=False); "
+         "print(c.address_info['gcs_address'], flush=True); sys.stdin.read(); ray.shutdown()"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the test cluster did not start"
+        book = tmp_path / "book.md"
+        book.write_text(SMALL_BOOK, encoding="utf-8")
+        started = time.time()
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.run", f"input={book}", f"output={tmp_path / 'out'}", "model=tiny",
+             "cluster=ray", f"cluster.address={address}", "cluster.num_actors=1", "cluster.gpus_per_actor=1",
+             "cluster.cpus_per_actor=1", "cluster.placement_timeout_s=3"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert time.time() - started < 120
+        assert "cannot place 1 narrator actor(s) of 1 GPU(s)" in result.stderr
+        assert "after waiting 3 s" in result.stderr and "0 GPU(s)" in result.stderr
+        assert "cluster.gpus_per_actor" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
