@@ -2,9 +2,12 @@
 checked whole before anything is written, Ray starts or a model loads.
 
 `check_config(cfg)` looks at every known key at once and raises one `ConfigError` listing every
-violation (the key, the value given, what is allowed); `Settings` is the typed result the jobs
-use for paths and the run's identity. Keys this schema does not know (another job's section)
-are left to that job.
+violation (the key, the value given, what is allowed). Once it passes, the jobs' builders
+(`plan_options`, `narration_options`, `finish_options`, `cluster_options`) turn the sections into
+typed dataclasses, and OmegaConf goes no further. Keys this schema does not know (another job's
+section) are left to that job. Also here: the files the config names, the transcript, and
+output-folder safety (never /, a system folder or home; a non-empty folder only if it is this
+book's output, or with overwrite=true).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import codecs
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -203,23 +205,6 @@ RULES: dict[str, Check] = {
     "decoding.text_top_p": number(0, 1, lo_open=True),
     "decoding.text_top_k": number(0, 1000000, integer=True),
 }
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The checked top-level settings of a book job (the sections go through the jobs' builders)."""
-
-    job: str
-    input: Path
-    output: Path  # this job's folder (a multirun job's own subfolder)
-    store: Path
-    voice: Path | None
-    voice_text: str | None  # from voice_text=, voice_text_file=, or <voice>.txt beside the voice
-    voice_text_source: str | None  # where the transcript came from (for messages)
-    model: str
-    lexicon: Path | None
-    language: str
-    overwrite: bool
 
 
 def _get(cfg: DictConfig, key: str) -> tuple[bool, Any]:
