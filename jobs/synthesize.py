@@ -10,9 +10,11 @@ per shard, never audio. The work itself lives in pipeline/dataset/.
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -190,7 +192,9 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
     wanted = set(pending)
     remaining = {i: info.shard_rows[i] for i in pending}
     columns = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]
-    dataset = ray.data.read_parquet(str(setup.output / manifest.MANIFEST_FILE)).select_columns(columns)
+    # Reading the manifest and cutting shards are light and take no CPU slot: with every CPU held by an
+    # actor (2 actors on 2 cores), a read or write that waited for one would stall the pipeline.
+    dataset = ray.data.read_parquet(str(setup.output / manifest.MANIFEST_FILE), num_cpus=0).select_columns(columns)
     if len(wanted) < info.shards:
         with warnings.catch_warnings():  # a predicate on one small column; expressions differ between Ray versions
             warnings.simplefilter("ignore", UserWarning)
@@ -199,7 +203,7 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
         SynthesizerWorker, fn_constructor_kwargs={"setup": setup}, batch_size=setup.batch_rows, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=setup.cluster.num_actors), num_cpus=setup.cluster.cpus_per_actor,
         num_gpus=setup.cluster.gpus_per_actor or None)
-    write = ray.remote(num_cpus=setup.cluster.finish_cpus)(_write_shard_task)
+    write = ray.remote(num_cpus=0)(_write_shard_task)
     writes = []
     total = sum(remaining.values())
     started = time.perf_counter()
@@ -228,6 +232,15 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
     return figures
 
 
+def embedded_cluster(cluster: ClusterOptions) -> ClusterOptions:
+    """An embedded Ray gets one CPU beyond what the actors claim: Ray Data's file listing needs one,
+    and with every CPU held by an actor (2 actors on 2 cores) the pipeline would never start."""
+    if cluster.address:
+        return cluster
+    wanted = math.ceil(cluster.num_actors * cluster.cpus_per_actor) + 1
+    return replace(cluster, num_cpus=max(cluster.num_cpus or os.cpu_count() or 1, wanted))
+
+
 def run(cfg: DictConfig) -> dict:
     from jobs import ray_runtime
 
@@ -242,7 +255,7 @@ def run(cfg: DictConfig) -> dict:
           + (f" ({', '.join(f'{k} {v}' for k, v in info.reject_reasons.items())}; see rejects.jsonl)"
              if info.rejects else ""))
     synth_started = time.perf_counter()
-    with ray_runtime.connect(setup.cluster):
+    with ray_runtime.connect(embedded_cluster(setup.cluster)):
         figures = synthesize(setup, info, pending)
     synth_seconds = time.perf_counter() - synth_started
     totals = card.totals(shards.shard_summary_columns(setup.output))
