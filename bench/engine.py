@@ -124,7 +124,7 @@ def main() -> int:
     parser.add_argument("--capacity", type=int, default=32, help="tiny: the pool and the static batch size")
     parser.add_argument("--capacities", type=int, nargs="+", default=[64, 128], help="8b: pool sizes to time")
     parser.add_argument("--pools", action="store_true", help="time --capacities (the 8b default) with any config")
-    parser.add_argument("--voice-frames", type=int, default=None, help="reference length (default: tiny 125, 8b 330)")
+    parser.add_argument("--voice-frames", type=int, default=None, help="reference length (default: tiny 125, 8b 250: about 440-token prompts)")
     parser.add_argument("--segment-frames", type=int, default=190, help="8b: frames per segment")
     parser.add_argument("--decode", default="auto", help="decode mode (see moss_model.decoders)")
     parser.add_argument("--admission", default="longest_first", help="the continuous engine's admission order")
@@ -183,13 +183,13 @@ def run_pools(args, model, processor, decoding) -> int:
     results = {}
     for capacity in args.capacities:
         frames = [args.segment_frames] * (2 * capacity)
-        prompts = prompts_for(processor, frames, args.voice_frames or 330, 40, n_vq)
+        prompts = prompts_for(processor, frames, args.voice_frames or 250, 40, n_vq)
         work = list(zip(prompts, frames))
         print(f"capacity {capacity}: {len(work)} requests, prompts {prompts[0].ids.shape[0]} tokens "
               f"(shared head {prompts[0].shared_length}), {args.segment_frames} frames each")
         engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission)
         run_continuous(engine, work[:capacity], decoding)  # warm-up: graph capture, compilation
-        engine.stats = type(engine.stats)()
+        engine.reset_stats()
         seconds = run_continuous(engine, work, decoding)
         results[capacity] = report(f"pool {capacity}", engine, seconds, sum(frames))
     if args.json:

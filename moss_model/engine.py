@@ -370,6 +370,11 @@ class Engine:
     def queued(self) -> int:
         return len(self._queue)
 
+    def reset_stats(self) -> None:
+        """Start the counts afresh (the useful-row count lives on the device)."""
+        self.stats = EngineStats()
+        self.useful.zero_()
+
     def run(self) -> Iterator[Finished]:
         """Step until every submitted request has ended, yielding each as it ends."""
         while self.busy:

@@ -204,3 +204,14 @@ def test_the_text_head_group_size_does_not_change_rows(undecided):
     for other in results[1:]:
         for i in range(len(work)):
             assert torch.equal(other[i].rows, results[0][i].rows), i
+
+
+def test_stats_count_afresh_after_a_reset(tiny_model):
+    tts = tiny_model
+    prompt = tts.processor.build_prompt(SpeechRequest(text="Counted."))
+    engine = Engine(tts.model, tts.processor, 2, max_row_tokens=512)
+    for _ in range(2):
+        engine.reset_stats()
+        engine.submit(prompt, 1, DecodingParams.greedy(), 6)
+        [finished] = list(engine.run())
+        assert engine.stats.useful_row_steps == len(finished.result.rows) and engine.stats.admissions == 1
