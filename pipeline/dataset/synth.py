@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,15 +54,21 @@ class DatasetSynthesizer:
         generated = options.narration.max_frames_per_segment + n_vq + 32
         # reference block + the same codes again as the continuation prefix + the new audio
         max_row_tokens = PROMPT_TEXT_TOKENS + 2 * (longest + n_vq + 2) + generated
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
         self.engine = Engine(tts.model, tts.processor, options.narration.capacity, max_row_tokens=max_row_tokens,
                              admission="longest_first")
 
     def synthesize(self, items: list[dict]) -> list[dict]:
-        """Every item to a stored utterance (or found stored); small records back, in the items' order."""
+        """Every item to a stored utterance (or found stored); small records back, in the items' order.
+
+        A finished row is decoded, checked, encoded and stored on a second thread while the engine
+        keeps stepping the others; a row that fails its checks comes back and is submitted again.
+        """
         started = time.perf_counter()
         before = (self.engine.stats.prefill_seconds, self.engine.stats.step_seconds)
         out: dict[str, dict] = {}
         requests: dict[int, _State] = {}
+        finishing: list[Future] = []
         for item in items:
             if item["key"] in out or self.store.has(item["key"]):
                 out.setdefault(item["key"], {"reused": True, "frames": 0, "attempts": 0, "flagged": False})
@@ -69,14 +76,24 @@ class DatasetSynthesizer:
             out[item["key"]] = {}
             state = _State(item)
             requests[self._submit(state)] = state
-        while requests:
-            for finished in self.engine.step():
-                state = requests.pop(finished.request_id)
-                record = self._accept(state, finished.result)
+
+        def collect(wait: bool) -> None:
+            for future in [f for f in finishing if wait or f.done()]:
+                finishing.remove(future)
+                state, record = future.result()
                 if record is None:
                     requests[self._submit(state)] = state  # again, with the next attempt's seed
                 else:
                     out[state.item["key"]] = record
+
+        while requests or finishing:
+            if not requests:
+                collect(wait=True)
+                continue
+            for finished in self.engine.step():
+                state = requests.pop(finished.request_id)
+                finishing.append(self._finisher.submit(self._accept, state, finished.result))
+            collect(wait=False)
         stats = self.engine.stats
         model_seconds = stats.prefill_seconds + stats.step_seconds - sum(before)
         wall = time.perf_counter() - started
@@ -109,15 +126,16 @@ class DatasetSynthesizer:
         limit = self.options.narration.frame_limit(int(state.item["est_frames"]))
         return self.engine.submit(prompt, state.seed, self.options.narration.decoding, limit)
 
-    def _accept(self, state: _State, result: RowResult) -> dict | None:
-        """Store a row that passes its checks or has no attempts left (flagged); None: try again."""
+    def _accept(self, state: _State, result: RowResult) -> tuple[_State, dict | None]:
+        """Store a row that passes its checks or has no attempts left (flagged); None: try again.
+        Runs on the finishing thread."""
         options = self.options.narration
         frames = result.frames
         audio = self._decode(frames)
         checks = row_checks(result, audio, int(state.item["est_frames"]), options)
         state.attempt += 1
         if checks and state.attempt < options.max_attempts:
-            return None
+            return state, None
         sample_rate = int(self.codec.sampling_rate)
         lufs = None
         if self.options.loudness_lufs is not None and audio.size:
@@ -131,7 +149,8 @@ class DatasetSynthesizer:
             num_samples=int(audio.shape[0]), seed=state.seed, attempts=state.attempt, flags=checks,
             frames=int(frames.shape[0]), codes=codes.tobytes(), n_vq=int(codes.shape[1]), loudness_lufs=lufs,
         ))
-        return {"reused": False, "frames": int(frames.shape[0]), "attempts": state.attempt, "flagged": bool(checks)}
+        return state, {"reused": False, "frames": int(frames.shape[0]), "attempts": state.attempt,
+                       "flagged": bool(checks)}
 
     def _decode(self, frames: torch.Tensor) -> np.ndarray:
         """One row alone (a batch's padding would make the audio depend on its neighbours)."""
