@@ -149,15 +149,6 @@ def check_local_capacity(cluster: ClusterOptions, gpus: int) -> None:
                                                         else "") + ", or join a larger cluster with cluster=ray")
 
 
-def check_output(output: Path, source: Path | None = None, overwrite: bool = False) -> Path:
-    """Raise InputError when `output` must not be written (system/home folder, someone else's files,
-    no permission); creates nothing."""
-    problems = output_problems(output, source, overwrite)
-    if problems:
-        raise ConfigError(problems)
-    return output.expanduser().absolute()
-
-
 def check_inputs(cfg: DictConfig) -> CheckedInputs:
     """Every input a book job reads, checked in order (files and output, voice, manuscript, lexicon);
     nothing is written and no model is resolved."""
