@@ -178,6 +178,21 @@ def test_kill_9_of_the_driver_at_three_points_then_a_rerun_equals_an_uninterrupt
                                capture_output=True, text=True, timeout=600)
         assert rerun.returncode == 0, f"{point}: {rerun.stderr[-3000:]}"
         assert book_result(output) == expected, point
+    # Finishing again removes the completion marker before it writes: killed midway, no stale
+    # book table sits beside new audio; run again, it completes.
+    finish = [*narrate_args(book, output, voice, transcript), "job=finish", "finish.loudness_preset=podcast"]
+    driver = subprocess.Popen(finish, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None and (output / "index" / "book" / "book.parquet").exists():
+        time.sleep(0.05)
+    assert driver.poll() is None, "job=finish ended before it could be interrupted"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert not (output / "index" / "book" / "book.parquet").exists()
+    again = subprocess.run(finish, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (output / "index" / "book" / "book.parquet").is_file()
 
 
 def test_a_cluster_that_cannot_place_an_actor_fails_in_bounded_time(tmp_path):
@@ -211,18 +226,3 @@ def test_a_cluster_that_cannot_place_an_actor_fails_in_bounded_time(tmp_path):
         except subprocess.TimeoutExpired:
             head.kill()
             head.wait()
-    # Finishing again removes the completion marker before it writes: killed midway, no stale
-    # book table sits beside new audio; run again, it completes.
-    finish = [*narrate_args(book, output, voice, transcript), "job=finish", "finish.loudness_preset=podcast"]
-    driver = subprocess.Popen(finish, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and driver.poll() is None and (output / "index" / "book" / "book.parquet").exists():
-        time.sleep(0.05)
-    assert driver.poll() is None, "job=finish ended before it could be interrupted"
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert not (output / "index" / "book" / "book.parquet").exists()
-    again = subprocess.run(finish, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert (output / "index" / "book" / "book.parquet").is_file()
