@@ -215,3 +215,18 @@ def test_command_exits_2_naming_the_voices_folder(texts, tmp_path):
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert str(missing) in result.stderr and "voices folder does not exist" in result.stderr
+
+
+def test_without_input_each_job_reads_its_bundled_sample():
+    """`job=synthesize` with no input= reads the bundled sample texts; the book jobs the sample book."""
+    from pipeline.dataset.rows import read_rows
+
+    cfg = config()
+    assert cfg.input == "pipeline/samples/sample_texts.jsonl"
+    rows = list(read_rows(PROJECT_ROOT / cfg.input))
+    assert len(rows) >= 5 and all(row.fields and row.fields["text"].strip() for row in rows)
+    assert len({row.fields["id"] for row in rows}) == len(rows)
+    assert config("input=texts.jsonl").input == "texts.jsonl"
+    for job in ("narrate", "plan", "finish"):
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base=None):
+            assert compose(config_name="config", overrides=[f"job={job}"]).input == "pipeline/samples/sample_book.md"
