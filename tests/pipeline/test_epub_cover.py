@@ -1,12 +1,8 @@
-from pathlib import Path
-
 from pipeline.reading import ReadOptions, read_book
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
-
-def test_epub_cover_image_is_read_for_the_m4b():
-    book = read_book(SHARED / "books" / "moby-dick.epub", ReadOptions())
+def test_epub_cover_image_is_read_for_the_m4b(shared_data):
+    book = read_book(shared_data / "books" / "moby-dick.epub", ReadOptions())
     assert book.cover is not None and book.cover.mime == "image/jpeg"
     assert book.cover.data[:3] == b"\xff\xd8\xff"  # a JPEG stream
 
