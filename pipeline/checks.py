@@ -13,11 +13,33 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from moss_model.engine import RowResult
+    from pipeline.narrate import NarrationOptions
+
 _STOP = object()
+
+
+def segment_checks(result: RowResult, est_frames: int, level_dbfs: float, options: NarrationOptions) -> list[str]:
+    """Reasons to regenerate a segment (empty when it is fine); level_dbfs: its audio's RMS level."""
+    frames = int(result.frames.shape[0])
+    checks = []
+    if result.hit_frame_limit or not result.finished:
+        checks.append("frame_limit")
+    if frames == 0:
+        return checks + ["no_audio"]
+    if options.check_durations:
+        if frames < options.min_duration_ratio * est_frames:
+            checks.append("too_short")
+        if frames > options.max_duration_ratio * est_frames:
+            checks.append("too_long")  # also the re-read-the-prefix failure of continuation
+    if level_dbfs < options.silence_dbfs:
+        checks.append("near_silent")
+    return checks
 
 
 class SegmentChecker:

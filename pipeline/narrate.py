@@ -28,7 +28,7 @@ from moss_model.engine import Engine, EngineStats, RowResult
 from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
-from pipeline.checks import SegmentChecker
+from pipeline.checks import SegmentChecker, segment_checks
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
 
@@ -295,21 +295,7 @@ class Narrator:
 
     def check(self, task: SegmentTask, result: RowResult, level_dbfs: float) -> list[str]:
         """Reasons to regenerate (empty when the segment is fine); level_dbfs: its RMS level (`level_dbfs`)."""
-        options = self.options
-        frames = int(result.frames.shape[0])
-        checks = []
-        if result.hit_frame_limit or not result.finished:
-            checks.append("frame_limit")
-        if frames == 0:
-            return checks + ["no_audio"]
-        if options.check_durations:
-            if frames < options.min_duration_ratio * task.est_frames:
-                checks.append("too_short")
-            if frames > options.max_duration_ratio * task.est_frames:
-                checks.append("too_long")  # also the re-read-the-prefix failure of continuation
-        if level_dbfs < options.silence_dbfs:
-            checks.append("near_silent")
-        return checks
+        return segment_checks(result, task.est_frames, level_dbfs, self.options)
 
     def level_dbfs(self, frames: torch.Tensor) -> float:
         """The RMS level of a segment's audio (decoded alone, so it depends on its codes only)."""

@@ -19,6 +19,7 @@ import torch
 
 from moss_model.engine import Engine, RowResult
 from moss_model.processor import SpeechRequest
+from pipeline.checks import segment_checks
 from pipeline.dataset.results import ResultStore, Utterance
 from pipeline.loudness import LimiterOptions, normalize_loudness
 from pipeline.narrate import PROMPT_TEXT_TOKENS, NarrationOptions, join_prefix_text, segment_seed
@@ -163,21 +164,8 @@ class DatasetSynthesizer:
 
 def row_checks(result: RowResult, audio: np.ndarray, est_frames: int, options: NarrationOptions) -> list[str]:
     """Reasons to regenerate a row (empty when it is fine): the narrator's checks, on the decoded audio."""
-    frames = int(result.frames.shape[0])
-    checks = []
-    if result.hit_frame_limit or not result.finished:
-        checks.append("frame_limit")
-    if frames == 0:
-        return checks + ["no_audio"]
-    if options.check_durations:
-        if frames < options.min_duration_ratio * est_frames:
-            checks.append("too_short")
-        if frames > options.max_duration_ratio * est_frames:
-            checks.append("too_long")
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    if 20 * np.log10(max(rms, 1e-10)) < options.silence_dbfs:
-        checks.append("near_silent")
-    return checks
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return segment_checks(result, est_frames, 20 * np.log10(max(rms, 1e-10)), options)
 
 
 def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
