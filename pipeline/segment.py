@@ -346,7 +346,10 @@ def _greedy(
 
 def _pieces(text: str, start: int, end: int, cuts: list[int]) -> list[tuple[int, int]]:
     """The span start..end cut at `cuts` (a whitespace-only piece joins the one before it)."""
-    edges = [start] + [c for c in cuts if start < c < end and text[c:end].strip()] + [end]
+    # A cut before the span's last non-space character leaves something to say after it; testing
+    # that once, not by stripping the rest of the span at every cut, keeps this linear.
+    speech_end = start + len(text[start:end].rstrip())
+    edges = [start] + [c for c in cuts if start < c < speech_end] + [end]
     return list(zip(edges, edges[1:]))
 
 
@@ -360,8 +363,15 @@ def _word_cuts(text: str, start: int, end: int, protected: _Protected) -> list[i
     and where such text meets a Latin word or number; never inside a Latin word or number."""
     cuts = [m.end() for m in _SPACES_RE.finditer(text, start, end)]
     cuts += _cjk_word_cuts(text, start, end)
-    inside_words = {i for m in _ATOMIC_RE.finditer(text, start, end) for i in range(m.start() + 1, m.end())}
-    return sorted(c for c in set(cuts) if c not in inside_words and not protected.inside(c))
+    words = [(m.start(), m.end()) for m in _ATOMIC_RE.finditer(text, start, end)]
+    kept: list[int] = []
+    i = 0
+    for c in sorted(set(cuts)):  # both sorted: one walk over the words
+        while i < len(words) and words[i][1] <= c:
+            i += 1
+        if not (i < len(words) and words[i][0] < c) and not protected.inside(c):
+            kept.append(c)
+    return kept
 
 
 _CJK_RUN_RE = re.compile(f"[{HAN_CLASS}{KANA_CLASS}]+")
