@@ -4,7 +4,7 @@ Decoding, pauses, loudness, exports, subtitles, M4B and index are redone with th
 finishing settings (e.g. `finish.loudness_preset=podcast finish.lossy_format=opus`). The plan
 is rebuilt from the same inputs, so its keys name the stored segments; a segment that was never
 narrated is reported and nothing is written as complete. In a multirun each job writes to a
-folder of its own and reads the shared store (jobs/sweep.py).
+folder of its own and reads the shared store (jobs/config.py: job_paths).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import time
 from omegaconf import DictConfig
 
 from jobs import ray_runtime
-from jobs.narrate import check_inputs, make_plan, prepare, unmark_complete
+from jobs.common import (book_info, chapter_work, check_inputs, check_narrated, make_plan, prepare,
+                         unmark_complete, write_book)
 from pipeline.store import SegmentStore
 
 
@@ -25,8 +26,11 @@ def run(cfg: DictConfig) -> dict:
     plan = make_plan(cfg, setup, inputs)
     store = SegmentStore(str(setup.store))
     unmark_complete(setup.output)
+    check_narrated(plan, store)
+    book = book_info(plan)
     with ray_runtime.connect(setup.cluster):
-        result = ray_runtime.finish_book(plan, setup, store)
+        finished = ray_runtime.finish_chapters(chapter_work(plan), book, setup, store)
+        result = write_book(plan, setup, store, book, finished)
     print(f"finished {result['audio_seconds']:.1f} s of audio in {time.perf_counter() - started:.1f} s; "
           f"index: {result['index']}; book: {result['m4b'] or '(no M4B)'}; flagged segments: {result['flagged']}")
     return result

@@ -5,49 +5,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.keys import KeyInputs
+from jobs.config import job_paths, plan_key_inputs, plan_options
+from jobs.settings import ConfigError, check_files, claim_output, output_problems
+from pipeline.index import write_atomically
 from pipeline.lexicon import Lexicon
-from pipeline.plan import PLAN_FILE, PlanOptions, PlanSummary, build_plan, write_plan
-from pipeline.reading import ReadOptions, read_book
-from pipeline.segment import SpeakingRates
-
-
-def plan_options(cfg: DictConfig) -> PlanOptions:
-    """The typed plan options from the composed config (OmegaConf stops here)."""
-    plan = cfg.plan
-    return PlanOptions(
-        target_seconds=float(plan.target_seconds),
-        max_seconds=float(plan.max_seconds),
-        max_run_seconds=float(plan.max_run_seconds),
-        rates=SpeakingRates(en=float(plan.speaking_rate.en), zh=float(plan.speaking_rate.zh)),
-        language=str(cfg.language),
-        read=ReadOptions(
-            skip_kinds=tuple(str(kind).lower() for kind in plan.skip_front_matter),
-            chapter_pattern=plan.chapter_pattern,
-            encoding=plan.encoding,
-            max_archive_bytes=int(float(plan.get("max_archive_mb", 512)) * 2**20),
-            max_compression_ratio=float(plan.get("max_compression_ratio", 200)),
-        ),
-        polyphones=str(plan.polyphones or ""),
-    )
-
-
-def key_inputs(cfg: DictConfig) -> KeyInputs:
-    narration = cfg.narration
-    return KeyInputs(
-        voice_id=str(narration.voice_id),
-        model_id=str(narration.model_id),
-        model_revision=str(narration.model_revision),
-        decoding=OmegaConf.to_container(narration.decoding, resolve=True),
-        seed_policy=str(narration.seed_policy),
-        carryover_bound_frames=int(narration.carryover_bound_frames),
-    )
+from pipeline.plan import PLAN_FILE, PlanSummary, build_plan, write_plan
+from pipeline.reading import read_book
 
 
 def run(cfg: DictConfig) -> PlanSummary:
-    from jobs.settings import ConfigError, check_files, claim_output, output_problems
-    from jobs.sweep import job_paths
-
     output = job_paths(cfg)[0]
     source = Path(str(cfg.input)).expanduser()
     problems = [p for p in check_files(cfg) if p[0] in ("input", "lexicon")]
@@ -57,9 +23,9 @@ def run(cfg: DictConfig) -> PlanSummary:
     options = plan_options(cfg)
     book = read_book(source, options.read)
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
-    plan = build_plan(book, options, lexicon, key_inputs(cfg))
+    plan = build_plan(book, options, lexicon, plan_key_inputs(cfg))
     folder = claim_output(output, source, str(cfg.job.name), OmegaConf.to_yaml(cfg, resolve=True))
-    path = write_plan(plan, folder / PLAN_FILE)
+    path = write_atomically(folder / PLAN_FILE, lambda temporary: write_plan(plan, temporary))
     summary = plan.summary()
     print(summary.format())
     print(f"  plan written to {path}")

@@ -1,9 +1,10 @@
-"""The Ray adapter: narrator actors, finishing tasks, progress. The only module that imports Ray.
+"""The Ray adapter: it schedules and does nothing else. The only module that imports Ray.
 
 Narrator actors load the model and codec once; each is handed its share of the book's runs
 (longest first, each to the actor with the least work so far) and narrates them with its rows
-kept full; finishing runs as one CPU task per chapter. Only codes
-(in the segment store) and small records cross process boundaries: the driver never holds audio.
+kept full; finishing runs as one CPU task per chapter. Only codes (in the segment store) and
+small records cross process boundaries: the driver never holds audio. What is scheduled (the
+runs, the chapters' work, the M4B and the index) is decided in jobs/common.py and pipeline/.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from typing import TYPE_CHECKING
 import ray
 from tqdm import tqdm
 
-from pipeline.chapter_audio import ChapterSegment, finish_chapter_from_store
+from jobs.config import generated_voice_id
+from pipeline.chapter_audio import finish_chapter_from_store
 from pipeline.errors import InputError
-from pipeline import index
 from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, Narrator, RunTask
 from pipeline.store import SegmentStore
 from pipeline.voice import Voice, encode_voice
 
 if TYPE_CHECKING:
-    from jobs.narrate import ClusterOptions, RunSetup
-    from pipeline.plan import Plan
+    from jobs.common import ChapterWork, RunSetup
+    from jobs.config import ClusterOptions
+    from pipeline.finish import BookInfo, FinishedChapter
 
 POLL_SECONDS = 1.0
 
@@ -271,11 +273,10 @@ def _bootstrap_voice(runs: list[RunTask], setup: RunSetup, store: SegmentStore
         finally:
             ray.kill(bootstrap)
     segment = store.get(first.key)
-    return Voice(f"{setup.voice.voice_id}:{first.key}", segment.codes, first.model_text), reports
+    return Voice(generated_voice_id(first.key), segment.codes, first.model_text), reports
 
 
-def _finish_task(setup: RunSetup, store_root: str, chapter_index: int, title: str, segments: list[ChapterSegment],
-                 book, stem: str):
+def _finish_task(setup: RunSetup, store_root: str, chapter: ChapterWork, book: BookInfo) -> FinishedChapter:
     from moss_model.codec import load_codec
     from moss_model.loading import codec_name
 
@@ -283,8 +284,9 @@ def _finish_task(setup: RunSetup, store_root: str, chapter_index: int, title: st
     if codec is None:
         name = setup.model.codec or codec_name(Path(_resolve(setup.model.checkpoint)))
         codec = _CODECS.setdefault(setup.model.codec, load_codec(name))
-    return finish_chapter_from_store(SegmentStore(store_root), codec, chapter_index, title, segments,
-                                     setup.output / "chapters", setup.finish, book, stem)
+    return finish_chapter_from_store(SegmentStore(store_root), codec, chapter.chapter_index, chapter.title,
+                                     list(chapter.segments), setup.output / "chapters", setup.finish, book,
+                                     chapter.stem)
 
 
 _CODECS: dict = {}  # one codec per finishing worker process
@@ -296,75 +298,14 @@ def _resolve(checkpoint: str) -> str:
     return str(resolve_checkpoint(checkpoint))
 
 
-def finish_book(plan: Plan, setup: RunSetup, store: SegmentStore) -> dict:
-    """Decode and finish every chapter in parallel CPU tasks; then the M4B and the index."""
-    from dataclasses import asdict
-
-    from pipeline.export import Cover
-    from pipeline.finish import BookInfo
-    from pipeline.finish import finish_book as write_m4b
-    from pipeline.naming import chapter_stem
-
-    stored = store.keys()
-    missing = [s for s in plan.segments if s.key not in stored]
-    if missing:
-        first = missing[0]
-        raise InputError(store.root, f"chapter {first.chapter_index + 1}, segment {first.segment_index + 1}",
-                         f"{len(missing)} segment(s) are not narrated yet",
-                         "run job=narrate first, with the same input, voice, model and decoding")
-    chapters: dict[int, list] = {}
-    for segment in plan.segments:
-        chapters.setdefault(segment.chapter_index, []).append(segment)
-    language = index.book_language(plan.book.language, [s.language for s in plan.segments])
-    cover = plan.book.cover and Cover(plan.book.cover.data, plan.book.cover.mime)
-    book = BookInfo(title=plan.book.title, author=plan.book.author, language=language, cover=cover,
-                    chapter_count=len(chapters))
+def finish_chapters(chapters: list[ChapterWork], book: BookInfo, setup: RunSetup,
+                    store: SegmentStore) -> list[FinishedChapter]:
+    """Decode and finish every chapter in a CPU task of its own, in parallel; in the order given."""
     task = ray.remote(num_cpus=setup.cluster.finish_cpus)(_finish_task)
-    refs = []
-    for chapter_index, segments in sorted(chapters.items()):
-        items = [ChapterSegment(s.key, s.text, s.boundary, s.pause_s) for s in segments]
-        title = segments[0].chapter_title
-        refs.append(task.remote(setup, store.root, chapter_index, title, items, book, chapter_stem(chapter_index, title)))
-    finished = []
+    refs = [task.remote(setup, store.root, chapter, book) for chapter in chapters]
     with tqdm(total=len(refs), unit="chapter", desc="finishing", dynamic_ncols=True) as progress:
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             progress.update(len(done))
-        finished = ray.get(refs)
-    m4b = write_m4b(finished, setup.output / f"{chapter_stem(None, plan.book.title)}.m4b", plan.book.title,
-                    plan.book.author, cover, setup.finish, language=language)
-
-    def facts(key: str):
-        segment = store.get(key)
-        return segment.facts, segment.frames
-
-    segment_rows, flagged = index.segment_rows(plan.segments, facts, finished, setup.output, plan.book.title)
-    audio_seconds = sum(c.duration_s for c in finished)
-    book_row = {
-        "title": plan.book.title,
-        "author": plan.book.author or None,
-        "language": language,
-        "source": plan.book.source,
-        "chapters": len(finished),
-        "segments": len(plan.segments),
-        "flagged": flagged,
-        "duration_s": audio_seconds,
-        "m4b_path": None if m4b is None else index.relative(m4b.path, setup.output),
-        "m4b_lufs": None if m4b is None else m4b.lufs,
-        "m4b_true_peak_dbtp": None if m4b is None else m4b.true_peak_dbtp,
-        "m4b_passes": None if m4b is None else m4b.passes,
-        "loudness_target_lufs": setup.finish.target,
-        "true_peak_ceiling_dbtp": setup.finish.true_peak_db,
-        "model_id": setup.model.checkpoint,
-        "model_revision": setup.model_revision,
-        "tiny_random_model": setup.model.tiny,
-        "voice_id": setup.voice.voice_id,
-        "decoding": asdict(setup.narration.decoding),
-    }
-    info = index.IndexInfo(model_id=setup.model.checkpoint, model_revision=setup.model_revision,
-                           sample_rate_hz=setup.finish.sample_rate, loudness_target_lufs=setup.finish.target,
-                           true_peak_ceiling_dbtp=setup.finish.true_peak_db)
-    folder = index.write_index(setup.output, segment_rows, index.chapter_rows(finished, setup.output), book_row, info)
-    return {"audio_seconds": audio_seconds, "flagged": flagged, "index": str(folder),
-            "m4b": None if m4b is None else m4b.path}
+    return ray.get(refs)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from jobs.narrate import ClusterOptions, cluster_options, narration_options
+from jobs.config import (ClusterOptions, cluster_options, dataset_key_inputs, job_paths, narration_options,
+                         speaking_rates)
 from jobs.settings import ConfigError, claim_output, output_problems
-from jobs.sweep import job_paths
 from pipeline.dataset import card, manifest, shards
 from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
 from pipeline.dataset.results import ResultStore
@@ -29,11 +29,8 @@ from pipeline.dataset.rows import check_readable, input_files, read_rows
 from pipeline.dataset.synth import SynthOptions
 from pipeline.dataset.voices import ASSIGNMENTS, DatasetVoice, load_voices
 from pipeline.errors import InputError
-from pipeline.keys import KeyInputs
 from pipeline.models import ModelChoice, resolve_model
-from pipeline.segment import FRAMES_PER_SECOND, SpeakingRates
-
-STORE_DIR = "store"
+from pipeline.segment import FRAMES_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
     if problems:
         raise ConfigError(problems)
     output = claim_output(output, None, "synthesize", OmegaConf.to_yaml(cfg, resolve=True))
-    rates = SpeakingRates(**{k: float(v) for k, v in cfg.plan.speaking_rate.items()})
+    rates = speaking_rates(cfg.plan.speaking_rate)
     decoding = json.dumps(asdict(narration.decoding), sort_keys=True)
     return SynthesizeSetup(
         input=Path(str(cfg.input)).expanduser(),
@@ -132,7 +129,7 @@ def _command(cfg: DictConfig) -> str:
 def write_work_list(setup: SynthesizeSetup) -> manifest.ManifestInfo:
     """Stream the input into the manifest and the rejects file (no model needed)."""
     decoding = json.loads(setup.shard.decoding)
-    inputs = KeyInputs("", setup.model.checkpoint, setup.model_revision, decoding, "from_key", 0)
+    inputs = dataset_key_inputs(setup.model.checkpoint, setup.model_revision, decoding)
     preparer = Preparer(setup.voices, inputs, setup.prepare)
     return manifest.write_manifest(prepare_rows(read_rows(setup.input), preparer), setup.output, setup.shard_size)
 

@@ -11,8 +11,10 @@ loads each. The schemas are fixed here (``SEGMENT_SCHEMA``, ``CHAPTER_SCHEMA``,
 output stays whole), and every table carries metadata: the tool's version, the model and
 its revision, the sample rate, the loudness target and the true-peak ceiling.
 
-Each table is written to a temporary name and renamed, and the book table last: a run that
-died half-way never leaves an index that looks complete.
+Each table is written to a temporary file in its folder, flushed to disk and renamed over the
+old one (``write_atomically``): a reader never sees part of a table. The book table is the
+completion marker: removed first and written last, so a run that died half-way never leaves an
+index that looks complete.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -138,19 +140,48 @@ def table_path(output: Path, table: str) -> Path:
     return Path(output) / INDEX_DIR / table / f"{table}.parquet"
 
 
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(temporary)`` into a temporary file beside ``path``, flushed to disk, then renamed over
+    ``path`` in one step: a reader (or a run killed half-way) sees the old file or the new one,
+    never a part. A failed write leaves the old file as it was and removes the temporary one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (where the platform allows opening a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
 def write_table(rows: list[dict[str, Any]], path: Path, schema: pa.Schema, metadata: Mapping[bytes, bytes]) -> Path:
-    """Rows as a Parquet file of exactly ``schema`` (missing or extra columns are an error)."""
+    """Rows as a Parquet file of exactly ``schema`` (missing or extra columns are an error), written atomically."""
     names = set(schema.names)
     for number, row in enumerate(rows):
         if set(row) != names:
             missing, extra = sorted(names - set(row)), sorted(set(row) - names)
             raise ValueError(f"{path.name} row {number} does not fit the schema: missing {missing}, extra {extra}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(dict(metadata))
-    temporary = path.with_name(f".{path.name}.partial")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-    return path
+    return write_atomically(path, lambda temporary: pq.write_table(table, temporary))
 
 
 def write_index(
@@ -179,6 +210,49 @@ def read_index(output: Path) -> tuple[pa.Table, pa.Table, pa.Table]:
 
 
 # --- rows --------------------------------------------------------------------------------
+
+
+def book_row(
+    book: Any,
+    *,
+    language: str | None,
+    chapters: Sequence[Any],
+    segments: int,
+    flagged: int,
+    m4b: Any,
+    output: Path,
+    loudness_target_lufs: float,
+    true_peak_ceiling_dbtp: float,
+    model_id: str,
+    model_revision: str,
+    tiny_random_model: bool,
+    voice_id: str,
+    decoding: Any,
+) -> dict[str, Any]:
+    """The book table's one row. ``book`` is the manuscript (``reading.Book``: title, author,
+    source), ``chapters`` the finished chapters, ``m4b`` the written M4B (``finish``'s result) or
+    None, ``decoding`` the decoding parameters (a dataclass or a mapping, stored as JSON)."""
+    return {
+        "title": book.title,
+        "author": book.author or None,
+        "language": language,
+        "source": book.source,
+        "chapters": len(chapters),
+        "segments": segments,
+        "flagged": flagged,
+        "duration_s": sum(c.duration_s for c in chapters),
+        "m4b_path": None if m4b is None else relative(m4b.path, output),
+        "m4b_lufs": None if m4b is None else m4b.lufs,
+        "m4b_true_peak_dbtp": None if m4b is None else m4b.true_peak_dbtp,
+        "m4b_passes": None if m4b is None else m4b.passes,
+        "loudness_target_lufs": loudness_target_lufs,
+        "true_peak_ceiling_dbtp": true_peak_ceiling_dbtp,
+        "model_id": model_id,
+        "model_revision": model_revision,
+        "tiny_random_model": tiny_random_model,
+        "voice_id": voice_id,
+        "decoding": decoding if isinstance(decoding, Mapping) else asdict(decoding),
+    }
 
 
 def chapter_rows(finished: Sequence[Any], output: Path) -> list[dict[str, Any]]:

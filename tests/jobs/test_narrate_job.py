@@ -17,10 +17,11 @@ import pytest
 import soundfile
 from hydra import compose, initialize_config_dir
 
-import pipeline.run  # noqa: F401  (registers the ${stem:...} resolver)
+from jobs.main import register_resolvers
 from pipeline.narrate import codes_digest
 from pipeline.store import SegmentStore
 
+register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BOOK = """# A Small Test Book
 

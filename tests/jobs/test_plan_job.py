@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-import pipeline.run  # noqa: F401  (registers the ${stem:...} resolver the config uses)
+from jobs.main import register_resolvers
 from jobs import JOBS, get_job
-from jobs.plan import key_inputs, plan_options, run
+from jobs.config import plan_key_inputs, plan_options
+from jobs.plan import run
 from pipeline.plan import read_plan
 
+register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = PROJECT_ROOT / "pipeline" / "samples" / "sample_book.md"
 
@@ -35,7 +37,7 @@ def test_defaults():
     options = plan_options(cfg)  # typed dataclasses from here on
     assert (options.target_seconds, options.max_seconds) == (18.0, 30.0)
     assert "cover" in options.read.skip_kinds and options.read.chapter_pattern is None
-    assert key_inputs(cfg).decoding["audio_top_k"] == 25
+    assert plan_key_inputs(cfg).decoding["audio_top_k"] == 25
 
 
 def test_plan_job_writes_the_plan_and_prints_a_summary(tmp_path, capsys):

@@ -18,10 +18,11 @@ import pytest
 import soundfile
 from hydra import compose, initialize_config_dir
 
-import pipeline.run  # noqa: F401  (registers the ${stem:...} resolver)
+from jobs.main import register_resolvers
 from pipeline.dataset.shards import METADATA_KEY
 from pipeline.errors import InputError
 
+register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 50
 SHARD_SIZE = 20
