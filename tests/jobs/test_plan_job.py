@@ -100,3 +100,73 @@ def test_cli_unknown_job_lists_the_choices(tmp_path):
     result = cli("job=narate", f"output={tmp_path / 'out'}", cwd=PROJECT_ROOT)
     assert result.returncode != 0
     assert "Available options in 'job'" in result.stderr and "plan" in result.stderr
+
+
+CODE_BOOK = """# Listings
+
+## One
+
+The program prints a greeting.
+
+```
+print("hello from the listing")
+```
+
+That is all it does.
+"""
+
+
+def plan_texts(tmp_path: Path, book: Path, *overrides: str) -> list[str]:
+    out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+    run(config(f"input={book}", f"output={out}", *overrides))
+    return [s.text for s in read_plan(out / "plan.parquet")[0]]
+
+
+def test_keep_code_reads_a_markdown_code_block_aloud(tmp_path):
+    book = tmp_path / "listings.md"
+    book.write_text(CODE_BOOK, encoding="utf-8")
+    default = " ".join(plan_texts(tmp_path, book))
+    kept = " ".join(plan_texts(tmp_path, book, "plan.keep_code=true"))
+    assert "greeting" in default and "hello from the listing" not in default
+    assert "hello from the listing" in kept
+
+
+def test_keep_page_numbers_reads_epub_page_breaks_aloud(tmp_path):
+    from tests.jobs.test_bad_inputs import epub
+
+    page = (b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml" xmlns:epub="http://www.idpf.org/2007/ops">'
+            b'<head><title>One</title></head><body><h1>One</h1><p>The tide came in at dawn.</p>'
+            b'<span epub:type="pagebreak" role="doc-pagebreak" id="p417">417</span>'
+            b'<p>The gulls were loud.</p></body></html>')
+    book = epub(tmp_path / "pages.epub", {"OEBPS/c1.xhtml": page})
+    default = " ".join(plan_texts(tmp_path, book))
+    kept = " ".join(plan_texts(tmp_path, book, "plan.keep_page_numbers=true"))
+    assert "gulls" in default and "417" not in default
+    assert "417" in kept
+
+
+def test_every_language_has_a_speaking_rate_that_reaches_the_plan(tmp_path):
+    from pipeline.segment import SpeakingRates
+
+    cfg = config()
+    assert plan_options(cfg).rates == SpeakingRates()  # the config's rates are the pipeline's defaults
+    book = tmp_path / "ja.md"
+    book.write_text("# 本\n\n## 一\n\n今日はとても良い天気です。明日も晴れるでしょう。\n", encoding="utf-8")
+    frames = []
+    for rate in ("7.0", "3.5"):
+        out = tmp_path / f"ja{rate}"
+        run(config(f"input={book}", f"output={out}", "language=ja", f"plan.speaking_rate.ja={rate}"))
+        frames.append(sum(s.est_frames for s in read_plan(out / "plan.parquet")[0]))
+    assert frames[1] > 1.8 * frames[0]  # half the rate, about twice the estimated time
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("plan.keep_code=maybe", "plan.keep_code=maybe: must be true or false"),
+    ("plan.keep_page_numbers=2", "plan.keep_page_numbers=2: must be true or false"),
+    ("plan.speaking_rate.ko=0", "plan.speaking_rate.ko=0: must be a number > 0 and <= 100"),
+])
+def test_a_bad_reading_or_rate_setting_exits_2_naming_it(setting, message, tmp_path):
+    result = cli("job=plan", f"input={SAMPLE}", f"output={tmp_path / 'out'}", setting, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
