@@ -412,6 +412,6 @@ def claim_output(output: Path, source: Path | None, job: str, config_yaml: str) 
 
 
 def _atomic_write(path: Path, content: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(content, encoding="utf-8")
-    partial.replace(path)
+    from pipeline.index import write_atomically
+
+    write_atomically(path, lambda temporary: temporary.write_text(content, encoding="utf-8"))

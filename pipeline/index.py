@@ -194,6 +194,9 @@ def write_index(
     output = Path(output)
     folder = output / INDEX_DIR
     table_path(output, "book").unlink(missing_ok=True)  # the old run's index is no longer complete
+    for table in TABLES:  # left by a run killed mid-write (readers never open them)
+        for partial in (folder / table).glob(".*.partial"):
+            partial.unlink(missing_ok=True)
     write_table(segment_rows, table_path(output, "segments"), SEGMENT_SCHEMA, info.metadata("segments"))
     write_table(chapter_rows, table_path(output, "chapters"), CHAPTER_SCHEMA, info.metadata("chapters"))
     row = {k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in book_row.items()}
