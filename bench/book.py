@@ -37,7 +37,7 @@ from moss_model.engine import EngineStats, Finished, RowResult  # noqa: E402
 from moss_model.loading import load_tts  # noqa: E402
 from moss_model.tiny import write_tiny_model  # noqa: E402
 from pipeline.keys import KeyInputs  # noqa: E402
-from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentTask  # noqa: E402
+from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentAudio, SegmentTask  # noqa: E402
 from pipeline.plan import PlanOptions, build_plan  # noqa: E402
 from pipeline.reading import read_book  # noqa: E402
 from pipeline.store import StoredSegment  # noqa: E402
@@ -124,8 +124,8 @@ class MemoryStore:
 
 
 class SimulatedNarrator(Narrator):
-    def level_dbfs(self, frames) -> float:
-        return 0.0  # the stand-in makes no audio: the schedule is what is measured
+    def measure_segments(self, frames) -> list[SegmentAudio]:
+        return [SegmentAudio(0.0)] * len(frames)  # the stand-in makes no audio: the schedule is what is measured
 
 
 def runs_of(plan) -> list[RunTask]:

@@ -1,15 +1,17 @@
-"""A chapter's stored codes -> one decoded waveform (one streaming pass, no seams) -> finished files."""
+"""A chapter's stored segments -> one waveform (each segment's stored audio, end to end) -> finished files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from pipeline.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_chapter
-from pipeline.store import SegmentStore
+from pipeline.segment_audio import decode_segments
+from pipeline.store import SegmentStore, StoredSegment
 
 
 @dataclass(frozen=True)
@@ -22,24 +24,36 @@ class ChapterSegment:
     pause_s: float | None = None
 
 
-def decode_chapter(codec, codes: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Decode the segments' codes [frames, n_vq] as one stream; return audio and each segment's span."""
-    decoder = codec.streaming_decoder(1, out_device="cpu")
-    pieces, spans, position = [], [], 0
-    with torch.no_grad():
-        for segment_codes in codes:
-            frames = torch.from_numpy(segment_codes.astype(np.int64)).T[None].to(codec.device)  # 1, K, F
-            audio = decoder.push(frames)[0].numpy()
-            pieces.append(audio)
-            spans.append((position, position + len(audio)))
-            position += len(audio)
-    decoder.flush()
-    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), spans
+def chapter_waveform(
+    stored: list[StoredSegment], load_codec: Callable[[], Any], sample_rate: int
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The segments' audio end to end, and each one's span in it.
+
+    Audio the narrator stored is used as it is; a segment stored without audio (by an older
+    version) is decoded here the same way (`pipeline.segment_audio`), so the result is the same.
+    """
+    missing = [i for i, s in enumerate(stored) if s.audio is None]
+    audio: list[np.ndarray | None] = [s.audio for s in stored]
+    if missing:
+        codec = load_codec()
+        for i, decoded in zip(missing, decode_segments(codec, [stored[i].codes for i in missing])):
+            audio[i] = decoded
+        rates = {int(codec.sampling_rate)}
+    else:
+        rates = set()
+    rates |= {int(s.sample_rate) for s in stored if s.audio is not None and s.sample_rate}
+    if rates - {sample_rate}:
+        raise ValueError(f"segment audio at {sorted(rates)} Hz, but finishing expects {sample_rate} Hz")
+    spans, position = [], 0
+    for a in audio:
+        spans.append((position, position + len(a)))
+        position += len(a)
+    return (np.concatenate(audio) if audio else np.zeros(0, np.float32)), spans
 
 
 def finish_chapter_from_store(
     store: SegmentStore,
-    codec,
+    load_codec: Callable[[], Any],
     chapter_index: int,
     title: str,
     segments: list[ChapterSegment],
@@ -48,8 +62,9 @@ def finish_chapter_from_store(
     book: BookInfo,
     stem: str,
 ) -> FinishedChapter:
-    stored = [store.get(s.key) for s in segments]
-    audio, spans = decode_chapter(codec, [s.codes for s in stored])
+    """Stitch, normalize and export one chapter from the store; `load_codec` is called only if a
+    segment has no stored audio."""
+    audio, spans = chapter_waveform([store.get(s.key) for s in segments], load_codec, options.sample_rate)
     spans_for_finish = [
         SegmentSpan(start=a, end=b, text=s.text, boundary=s.boundary, pause_s=s.pause_s, key=s.key)
         for s, (a, b) in zip(segments, spans)

@@ -2,9 +2,10 @@
 
 Checking a segment for silence means decoding its codes with the codec, which on a GPU costs
 more than several engine steps. A `SegmentChecker` does it on a worker thread (on its own CUDA
-stream), so the engine keeps every row decoding while segments are measured; the narrator
-collects the measurements between steps. Each segment is decoded alone, so its measurement
-depends on nothing but its codes.
+stream), taking every segment that is waiting as one batch, so the engine keeps every row
+decoding while segments are decoded and measured; the narrator collects the measurements
+between steps. The measure must treat each segment alone (`pipeline.segment_audio` decodes in
+shapes fixed by the segment), so a measurement depends on nothing but the segment's codes.
 """
 
 from __future__ import annotations
@@ -43,15 +44,17 @@ def segment_checks(result: RowResult, est_frames: int, level_dbfs: float, option
 
 
 class SegmentChecker:
-    """Runs `measure(frames)` for submitted items on a worker thread; results come back in `collect`.
+    """Runs `measure([frames, ...]) -> [measurement, ...]` on batches of submitted items on a worker
+    thread; (item, measurement) pairs come back in `collect`.
 
     threaded=False measures in `submit` instead (for a simulation on a virtual clock, where a
     thread's real latency would stand for many virtual steps).
     """
 
-    def __init__(self, measure: Callable[[torch.Tensor], float], device: torch.device | None = None,
-                 threaded: bool = True) -> None:
+    def __init__(self, measure: Callable[[list[torch.Tensor]], list[Any]], device: torch.device | None = None,
+                 threaded: bool = True, max_batch: int = 64) -> None:
         self._measure = measure
+        self.max_batch = max_batch
         self._stream = torch.cuda.Stream(device) if device is not None and device.type == "cuda" else None
         self._inbox: queue.Queue = queue.Queue()
         self._outbox: queue.Queue = queue.Queue()
@@ -63,7 +66,7 @@ class SegmentChecker:
     def submit(self, item: Any, frames: torch.Tensor) -> None:
         self.pending += 1
         if self._thread is None:
-            self._outbox.put((item, self._measured(frames)))
+            self._outbox.put((item, self._measured([frames])[0]))
         else:
             self._inbox.put((item, frames))
 
@@ -89,16 +92,28 @@ class SegmentChecker:
             self._thread.join()
 
     def _work(self) -> None:
-        while True:
-            item, frames = self._inbox.get()
-            if item is _STOP:
-                return
-            self._outbox.put((item, self._measured(frames)))
+        stopping = False
+        while not stopping:
+            batch = [self._inbox.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if any(item is _STOP for item, _ in batch):
+                stopping = True
+                batch = [(item, frames) for item, frames in batch if item is not _STOP]
+            if batch:
+                for (item, _), value in zip(batch, self._measured([frames for _, frames in batch])):
+                    self._outbox.put((item, value))
 
-    def _measured(self, frames: torch.Tensor) -> float | Exception:
+    def _measured(self, frames: list[torch.Tensor]) -> list[Any]:
         try:
             stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
             with torch.inference_mode(), stream:
-                return self._measure(frames)
+                values = list(self._measure(frames))
+            if len(values) != len(frames):
+                raise ValueError(f"measure gave {len(values)} results for {len(frames)} segments")
+            return values
         except Exception as error:  # handed to the narrator's thread, which raises it
-            return error
+            return [error] * len(frames)

@@ -11,6 +11,10 @@ the voice (continuation cloning when its transcript is known). Each finished seg
 under its key at once; stored keys are skipped; a key wanted by several runs at once is
 generated once. Seeds, frame limits and retries belong to the segment, and the engine's rows
 do not depend on what shares the pool, so the audio is the same under any schedule.
+
+Finished segments are decoded on the narrator's device, in batches on a worker thread, off the
+engine's loop (`pipeline.checks`, `pipeline.segment_audio`); the silence check reads that audio
+and the store keeps it with the codes, so finishing never runs the codec again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
 from pipeline.checks import SegmentChecker, segment_checks
+from pipeline.segment_audio import decode_segments, level_dbfs
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
 
@@ -188,7 +193,7 @@ class Narrator:
                 cursors[id(run)] += 1
 
         # Segments are measured (decoded) on a worker thread while the engine keeps stepping.
-        checker = SegmentChecker(self.level_dbfs, getattr(self.codec, "device", None), threaded=self.threaded_checks)
+        checker = SegmentChecker(self.measure_segments, getattr(self.codec, "device", None), threaded=self.threaded_checks)
         try:
             while queue or requests or checker.pending:
                 while queue and engine.occupancy + engine.queued < engine.capacity:
@@ -197,9 +202,9 @@ class Narrator:
                     for finished in engine.step():
                         key = requests.pop(finished.request_id)
                         checker.submit((key, finished.result), finished.result.frames)
-                for (key, result), level in checker.collect(wait=not requests):  # wait only when the engine is idle
+                for (key, result), audio in checker.collect(wait=not requests):  # wait only when the engine is idle
                     state = attempts[key]
-                    stored = self._accept(state, result, level, report_for(waiting[key][0]))
+                    stored = self._accept(state, result, audio, report_for(waiting[key][0]))
                     if stored is None:
                         submit(state)  # again, with the next attempt's seed
                         continue
@@ -237,10 +242,10 @@ class Narrator:
         return {"rows": engine.occupancy if engine else 0, "generated_frames": self.generated_frames,
                 "row_steps": stats.row_steps, "useful_row_steps": stats.useful_row_steps}
 
-    def _accept(self, state: _Attempt, result: RowResult, level_dbfs: float, report: ChapterReport) -> StoredSegment | None:
+    def _accept(self, state: _Attempt, result: RowResult, audio: SegmentAudio, report: ChapterReport) -> StoredSegment | None:
         """Store a segment that passes its checks, or has no attempts left (flagged); None: try again."""
         report.attempts += 1
-        checks = self.check(state.task, result, level_dbfs)
+        checks = self.check(state.task, result, audio.level_dbfs)
         state.attempt += 1
         if checks and state.attempt < self.options.max_attempts:
             state.last_checks = checks
@@ -259,6 +264,8 @@ class Narrator:
                 "prefix_key": state.task.previous_key if state.prefix_digest else None,
                 "prefix_digest": state.prefix_digest,
             },
+            audio=audio.samples,
+            sample_rate=audio.sample_rate,
         )
         self.store.put(segment)
         self.generated_frames += segment.frames
@@ -293,18 +300,23 @@ class Narrator:
         )
         return request, digest
 
-    def check(self, task: SegmentTask, result: RowResult, level_dbfs: float) -> list[str]:
-        """Reasons to regenerate (empty when the segment is fine); level_dbfs: its RMS level (`level_dbfs`)."""
-        return segment_checks(result, task.est_frames, level_dbfs, self.options)
+    def check(self, task: SegmentTask, result: RowResult, level: float) -> list[str]:
+        """Reasons to regenerate (empty when the segment is fine); level: its RMS level in dBFS."""
+        return segment_checks(result, task.est_frames, level, self.options)
 
-    def level_dbfs(self, frames: torch.Tensor) -> float:
-        """The RMS level of a segment's audio (decoded alone, so it depends on its codes only)."""
-        if not frames.shape[0]:
-            return float("-inf")
-        codes = frames.T[None].to(self.codec.device)  # 1, K, F
-        audio = self.codec.decode(codes).audio[0].float()
-        rms = float(audio.pow(2).mean().sqrt())
-        return 20 * np.log10(max(rms, 1e-10))
+    def measure_segments(self, frames: list[torch.Tensor]) -> list[SegmentAudio]:
+        """Finished segments' codes -> their audio (each decoded alone, see pipeline.segment_audio) and level."""
+        rate = int(self.codec.sampling_rate)
+        return [SegmentAudio(level_dbfs(audio), audio, rate) for audio in decode_segments(self.codec, frames)]
+
+
+@dataclass(frozen=True)
+class SegmentAudio:
+    """A finished segment's decoded audio (None where nothing was decoded) and its RMS level in dBFS."""
+
+    level_dbfs: float
+    samples: np.ndarray | None = None
+    sample_rate: int | None = None
 
 
 def codes_digest(codes: np.ndarray) -> str:

@@ -1,10 +1,11 @@
 """The segment store: each finished segment's codes and facts, written once under its key.
 
 One file per segment, `segments/<key[:2]>/<key>.safetensors` under the store root, holding
-the codes tensor and the segment's facts as JSON metadata. Files go through fsspec, so a local
-folder and object storage (s3://, gs://, ...) are the same code path. A segment becomes
-visible only once whole: locally it is written under a temporary name and renamed; object
-stores publish a single PUT atomically. A key that is present is a finished segment.
+the codes tensor, the segment's facts as JSON metadata and, when the narrator decoded it, the
+segment's audio as FLAC bytes (`pipeline.segment_audio`: lossless for the stored grid). Files
+go through fsspec, so a local folder and object storage (s3://, gs://, ...) are the same code
+path. A segment becomes visible only once whole: locally it is written under a temporary name
+and renamed; object stores publish a single PUT atomically. A key that is present is a finished segment.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from pipeline.segment_audio import audio_from_flac, audio_to_flac
+
 
 @dataclass
 class StoredSegment:
     key: str
     codes: np.ndarray  # frames, n_vq (int16)
     facts: dict[str, Any] = field(default_factory=dict)  # text, seed, attempts, checks, flags, ...
+    audio: np.ndarray | None = None  # float32 mono on the stored grid, decoded where it was narrated
+    sample_rate: int | None = None  # of `audio`
 
     @property
     def frames(self) -> int:
@@ -52,10 +57,13 @@ class SegmentStore:
 
     def put(self, segment: StoredSegment) -> None:
         path = self._path(segment.key)
-        data = save_tensors(
-            {"codes": torch.from_numpy(np.ascontiguousarray(segment.codes, dtype=np.int16))},
-            metadata={"facts": json.dumps(segment.facts, sort_keys=True, ensure_ascii=False)},
-        )
+        tensors = {"codes": torch.from_numpy(np.ascontiguousarray(segment.codes, dtype=np.int16))}
+        if segment.audio is not None:
+            if not segment.sample_rate:
+                raise ValueError(f"segment {segment.key}: audio without a sample rate")
+            flac = audio_to_flac(segment.audio, segment.sample_rate)
+            tensors["audio_flac"] = torch.frombuffer(bytearray(flac), dtype=torch.uint8)
+        data = save_tensors(tensors, metadata={"facts": json.dumps(segment.facts, sort_keys=True, ensure_ascii=False)})
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if _is_local(self.fs):
             temporary = f"{path}.{uuid.uuid4().hex}.partial"
@@ -69,9 +77,12 @@ class SegmentStore:
     def get(self, key: str) -> StoredSegment:
         with self.fs.open(self._path(key), "rb") as handle:
             data = handle.read()
-        codes = load_tensors(data)["codes"].numpy()
+        tensors = load_tensors(data)
         facts = json.loads(_metadata(data).get("facts", "{}"))
-        return StoredSegment(key=key, codes=codes, facts=facts)
+        audio, sample_rate = None, None
+        if "audio_flac" in tensors:
+            audio, sample_rate = audio_from_flac(tensors["audio_flac"].numpy().tobytes())
+        return StoredSegment(key=key, codes=tensors["codes"].numpy(), facts=facts, audio=audio, sample_rate=sample_rate)
 
 
 def _metadata(data: bytes) -> dict[str, str]:
