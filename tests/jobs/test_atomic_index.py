@@ -106,7 +106,11 @@ def test_a_temporary_file_left_by_a_killed_run_is_ignored_and_removed(tmp_path):
 
 
 def test_readers_never_see_a_partial_table(tmp_path, monkeypatch):
-    """A reader polls the segments table while it is rewritten again and again by a slow writer."""
+    """A reader polls the segments table while it is rewritten again and again by a slow writer.
+
+    The reader opens the file once per read (index.read_table): every open file is one whole
+    table, the old or the new. (pq.read_table(path) may open the path twice, footer then pages,
+    and mix two versions: readers of a live index open it once.)"""
     output = tmp_path / "out"
     write_book(output, segments=3, text="old")
     real_write = pq.write_table
@@ -127,7 +131,7 @@ def test_readers_never_see_a_partial_table(tmp_path, monkeypatch):
     def reader():
         while not done.is_set():
             try:
-                seen.add(pq.read_table(index.table_path(output, "segments")).num_rows)
+                seen.add(index.read_table(index.table_path(output, "segments")).num_rows)
             except Exception as error:  # a torn or missing file
                 errors.append(error)
 
