@@ -171,6 +171,28 @@ def test_one_actor_with_one_row_narrates_the_same_book(uninterrupted, book, voic
         assert np.array_equal(soundfile.read(output_a / "chapters" / name)[0], soundfile.read(output_b / "chapters" / name)[0])
 
 
+def test_equal_capacity_in_one_actor_or_two_gives_the_same_codes_and_flac_bytes(book, voice, tmp_path, ray_local):
+    """1 actor x 4 rows and 2 actors x 2 rows: the same 4 row slots, shared out differently."""
+    from jobs.narrate import run
+
+    outputs = {}
+    for actors, rows in ((1, 4), (2, 2)):
+        output = tmp_path / f"{actors}x{rows}" / "out"
+        settings = [o for o in overrides(book, output, voice)
+                    if not o.startswith(("cluster.num_actors", "narration.capacity"))]
+        run(config(*settings, f"cluster.num_actors={actors}", f"narration.capacity={rows}"))
+        outputs[actors, rows] = output
+    one, two = outputs[1, 4], outputs[2, 2]
+    store_one, store_two = SegmentStore(str(one / "store")), SegmentStore(str(two / "store"))
+    assert store_one.keys() and store_one.keys() == store_two.keys()
+    for key in store_one.keys():
+        assert np.array_equal(store_one.get(key).codes, store_two.get(key).codes)
+    names = sorted(p.name for p in (one / "chapters").glob("*.flac"))
+    assert len(names) == 3 and names == sorted(p.name for p in (two / "chapters").glob("*.flac"))
+    for name in names:
+        assert (one / "chapters" / name).read_bytes() == (two / "chapters" / name).read_bytes()
+
+
 def test_chapters_that_open_with_the_same_line_narrate(voice, tmp_path, ray_local):
     """Three chapters titled "Interlude": their first segments share one key, generated once."""
     from jobs.narrate import run
