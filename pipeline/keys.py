@@ -5,6 +5,7 @@ stores each finished segment under its key and skips keys already stored.
 
 The key covers everything that changes the audio of a segment: its model text,
 the voice, the model and its revision, the decoding parameters, the seed policy,
+the segment's language where the prompt names it (checkpoints that read language tags),
 and the carryover inputs (the bound on the carried prefix and the model text of
 the previous segment in the same chapter). Consequence: editing a lexicon entry
 re-renders the segments whose model text it changes *and the segment right
@@ -32,8 +33,10 @@ def segment_key(
     seed_policy: str,
     carryover_bound_frames: int,
     previous_text: str | None,
+    language: str | None = None,
 ) -> str:
-    """Hash of a canonical JSON of every input that decides a segment's audio."""
+    """Hash of a canonical JSON of every input that decides a segment's audio (`language` only when
+    the model is told it: a checkpoint that reads language tags)."""
     payload = {
         "v": KEY_VERSION,
         "text": text,
@@ -44,6 +47,8 @@ def segment_key(
         "seed_policy": seed_policy,
         "carryover": {"bound_frames": int(carryover_bound_frames), "previous_text": previous_text},
     }
+    if language is not None:
+        payload["language"] = language
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:KEY_HEX_CHARS]
 
@@ -78,8 +83,9 @@ class KeyInputs:
     decoding: dict = field(default_factory=dict)
     seed_policy: str = "from_key"
     carryover_bound_frames: int = 0
+    language_tags: bool = False  # the prompt names each segment's language (v1.5), so the key does too
 
-    def key(self, text: str, previous_text: str | None) -> str:
+    def key(self, text: str, previous_text: str | None, language: str | None = None) -> str:
         return segment_key(
             text,
             voice_id=self.voice_id,
@@ -89,4 +95,5 @@ class KeyInputs:
             seed_policy=self.seed_policy,
             carryover_bound_frames=self.carryover_bound_frames,
             previous_text=previous_text,
+            language=language if self.language_tags else None,
         )

@@ -33,6 +33,7 @@ from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
 from pipeline.checks import SegmentChecker, segment_checks
+from pipeline.normalize_script import language_name
 from pipeline.segment_audio import decode_segments, level_dbfs
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
@@ -53,6 +54,7 @@ class NarrationOptions:
     max_frames_per_segment: int = 1500
     frames_slack: int = 50  # frame limit = est * max_duration_ratio + slack
     capacity: int | None = None  # engine row slots; None: from free memory on CUDA, the engine's default on CPU
+    language_tags: bool = False  # name each segment's language in its prompt (checkpoints that read it: v1.5)
 
     def frame_limit(self, est_frames: int) -> int:
         return min(self.max_frames_per_segment, int(est_frames * self.max_duration_ratio) + self.frames_slack)
@@ -289,12 +291,14 @@ class Narrator:
                 prefix_codes, prefix_text = previous.codes, task.previous_text
         elif voice.codes is not None and voice.text:
             prefix_codes, prefix_text = voice.codes, voice.text  # continuation cloning from the reference
+        language = language_name(task.language) if self.options.language_tags else None
         if prefix_codes is None:
-            return SpeechRequest(text=task.model_text, reference=reference), None
+            return SpeechRequest(text=task.model_text, reference=reference, language=language), None
         digest = codes_digest(prefix_codes)
         request = SpeechRequest(
             text=task.model_text,
             reference=reference,
+            language=language,
             prefix_codes=torch.from_numpy(prefix_codes.astype(np.int64)),
             prefix_text=join_prefix_text(prefix_text or "", task.model_text),
         )

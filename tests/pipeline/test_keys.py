@@ -52,6 +52,7 @@ def test_key_does_not_depend_on_dict_order_or_integral_float_spelling():
         {"carryover_bound_frames": 125},
         {"previous_text": "Before."},
         {"previous_text": ""},
+        {"language": "fr"},
     ],
 )
 def test_every_input_changes_the_key(change):
@@ -74,6 +75,14 @@ def test_key_inputs_match_the_function():
                        decoding={"audio_temperature": 1.7, "audio_top_k": 25}, seed_policy="from_key",
                        carryover_bound_frames=250)
     assert inputs.key("Call me Ishmael.", None) == segment_key("Call me Ishmael.", **BASE)
+
+
+def test_the_language_is_in_the_key_only_when_the_prompt_names_it():
+    plain = KeyInputs(voice_id="v", model_id="m", model_revision="r")
+    tagged = KeyInputs(voice_id="v", model_id="m", model_revision="r", language_tags=True)
+    assert plain.key("Oui.", None, "fr") == plain.key("Oui.", None, "en") == plain.key("Oui.", None)
+    assert tagged.key("Oui.", None, "fr") != tagged.key("Oui.", None, "en")
+    assert tagged.key("Oui.", None, "fr") != plain.key("Oui.", None, "fr")
 
 
 def test_key_is_the_same_in_another_process_with_another_hash_seed():

@@ -1,5 +1,7 @@
 """The narrator without Ray: carryover prompts, checks and retries, the segment store."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +154,20 @@ def test_store_round_trip_and_atomic_files(tmp_path):
     assert not list((tmp_path / "s").rglob("*.partial"))
     with pytest.raises(ValueError, match="alphanumeric"):
         store.has("../escape")
+
+
+def test_language_tags_reach_the_prompt_only_when_the_checkpoint_reads_them(models, tmp_path):
+    tts, codec = models
+    store = SegmentStore(str(tmp_path / "store"))
+    run = chapter(0, ["Bonjour.", "Encore."])
+    french = RunTask(0, 0, "C", tuple(replace(s, language="fr") for s in run.segments))
+    plain = Narrator(tts, codec, voice(tts.config.n_vq, True), NarrationOptions(), store)
+    tagged = Narrator(tts, codec, voice(tts.config.n_vq, True), NarrationOptions(language_tags=True), store)
+    for segment in french.segments:
+        store.put(StoredSegment(segment.key, np.zeros((10, tts.config.n_vq), np.int16), {}))  # a prefix to carry
+    for task in french.segments:
+        untagged_request, _ = plain.request_for(task)
+        tagged_request, _ = tagged.request_for(task)
+        assert untagged_request.language is None and tagged_request.language == "French"
+        assert "- Language:\nFrench\n" in tts.processor.user_content(tagged_request)
+        assert "- Language:\nNone\n" in tts.processor.user_content(untagged_request)
