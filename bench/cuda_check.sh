@@ -2,7 +2,8 @@
 # The GPU check of the generation engine, as one prepared run of about eight minutes on one
 # H100 or H200 (the device machines have PyTorch, tokenizers and safetensors already):
 #   1. CUDA graph replays give the rows of the same fixed-shape step run eagerly, and the bf16
-#      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py);
+#      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py); a segment's
+#      audio decoded on the GPU does not depend on its batch (tests/pipeline/test_stored_audio_cuda.py);
 #   2. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
 #      on CUDA), then eager launches (the in-process baseline); the upstream loop if asked (below);
 #      then graphs over torch.compile'd layers (a compile of a minute or two);
@@ -26,7 +27,8 @@ log="${OUT:-/tmp}/cuda_check.log"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
-  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/moss_model/test_cuda_decode.py
+  timeout 240 python3 -m pytest -q -s -p no:cacheprovider tests/moss_model/test_cuda_decode.py \
+    tests/pipeline/test_stored_audio_cuda.py  # and segment audio decoded 8 rows at a time on the GPU
   timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph eager
   if [ -n "${MOSS_TTS_UPSTREAM:-}" ]; then
     timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 --repeats 3 --decode graph \

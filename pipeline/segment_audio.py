@@ -17,7 +17,6 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-import soundfile
 import torch
 
 FRAME_BUCKET = 64  # frames (5.12 s): a decode's length is the segment's rounded up to this
@@ -79,6 +78,8 @@ def level_dbfs(audio: np.ndarray) -> float:
 
 def audio_to_flac(audio: np.ndarray, sample_rate: int) -> bytes:
     """Grid audio -> FLAC bytes (24-bit), lossless for audio from `to_grid`."""
+    import soundfile  # here, so that decoding needs only torch and numpy (a bare GPU machine)
+
     steps = np.rint(np.asarray(audio, dtype=np.float64) * GRID_SCALE).astype(np.int32)
     buffer = io.BytesIO()
     soundfile.write(buffer, steps << 8, sample_rate, format="FLAC", subtype="PCM_24")  # int32 carries 24 bits high
@@ -87,5 +88,7 @@ def audio_to_flac(audio: np.ndarray, sample_rate: int) -> bytes:
 
 def audio_from_flac(data: bytes) -> tuple[np.ndarray, int]:
     """FLAC bytes from `audio_to_flac` -> (grid audio float32, sample rate)."""
+    import soundfile
+
     steps, sample_rate = soundfile.read(io.BytesIO(data), dtype="int32")
     return ((steps >> 8).astype(np.float64) / GRID_SCALE).astype(np.float32), int(sample_rate)
