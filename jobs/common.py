@@ -12,9 +12,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import (ClusterOptions, book_key_inputs, cluster_options, finish_options, generated_voice_id,
-                         job_paths, narration_options, plan_options)
-from jobs.settings import (ConfigError, check_files, claim_output, forbidden_folder, output_problems,
-                           voice_transcript)
+                         job_paths, narration_options, plan_options, voice_spec)
+from jobs.settings import ConfigError, check_files, claim_output, forbidden_folder, output_problems
 from pipeline import index
 from pipeline.chapter_audio import ChapterSegment
 from pipeline.errors import InputError
@@ -26,7 +25,7 @@ from pipeline.naming import chapter_stem
 from pipeline.plan import PLAN_FILE, Plan, PlanOptions, build_plan, write_plan
 from pipeline.reading import Book, read_book
 from pipeline.store import SegmentStore
-from pipeline.voice import VoiceSpec, check_voice
+from pipeline.voice import VoiceSpec
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,7 @@ def check_inputs(cfg: DictConfig) -> CheckedInputs:
                          "of its own (or leave it null for <output>/store)"))
     if problems:
         raise ConfigError(problems)
-    text, _origin = voice_transcript(cfg)
-    voice = check_voice(cfg.voice, text)
+    voice = voice_spec(cfg)
     options = plan_options(cfg)
     book = read_book(source, options.read)
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)

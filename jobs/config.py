@@ -28,10 +28,12 @@ from pipeline.plan import PlanOptions
 from pipeline.reading import ReadOptions
 from pipeline.segment import SpeakingRates
 from pipeline.stitch import PauseOptions
-from pipeline.voice import GENERATED_VOICE
+from pipeline.voice import GENERATED_VOICE, VoiceSpec
 
 if TYPE_CHECKING:  # torch-heavy: imported where used, so that job=plan starts without torch
     from moss_model.sampling import DecodingParams
+    from pipeline.dataset.prepare import PrepareOptions
+    from pipeline.dataset.synth import SynthOptions
     from pipeline.finish import FinishOptions
     from pipeline.narrate import NarrationOptions
 
@@ -151,6 +153,16 @@ def dataset_key_inputs(model_id: str, model_revision: str, decoding: dict) -> Ke
     return KeyInputs("", model_id, model_revision, decoding, "from_key", 0)
 
 
+def voice_spec(cfg: DictConfig) -> VoiceSpec:
+    """The book's voice: `voice=` (checked and hashed) with its transcript, or, without one, the
+    generated voice (see `generated_voice_id`)."""
+    from jobs.settings import voice_transcript
+    from pipeline.voice import check_voice
+
+    text, _origin = voice_transcript(cfg)
+    return check_voice(cfg.voice, text)
+
+
 def generated_voice_id(first_key: str) -> str:
     """No `voice=`: the book's first segment is narrated without a reference, and every other
     segment speaks in its voice; they are keyed by this voice id (the first one keeps its own key)."""
@@ -228,3 +240,43 @@ def cluster_options(cfg: DictConfig, cuda_available: bool) -> ClusterOptions:
         dashboard=bool(c.dashboard),
         placement_timeout_s=float(c.get("placement_timeout_s", 60.0)),
     )
+
+
+# --- job=synthesize ----------------------------------------------------------------------
+
+
+def job_count(cfg: DictConfig, name: str) -> int:
+    """`job.<name>` as a whole number of at least 1 (an InputError otherwise)."""
+    value = cfg.job.get(name)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise InputError(f"job.{name}=", str(value), "must be a whole number of at least 1", f"set job.{name}=1 or more")
+    return number
+
+
+def dataset_loudness(cfg: DictConfig) -> float | None:
+    return None if cfg.job.loudness_lufs is None else float(cfg.job.loudness_lufs)
+
+
+def dataset_prepare_options(cfg: DictConfig) -> PrepareOptions:
+    from pipeline.dataset.prepare import PrepareOptions
+    from pipeline.dataset.voices import ASSIGNMENTS
+
+    job = cfg.job
+    if str(job.assignment) not in ASSIGNMENTS:
+        raise InputError("job.assignment=", str(job.assignment), "is not a voice assignment",
+                         f"valid choices: {', '.join(ASSIGNMENTS)}")
+    return PrepareOptions(target_seconds=float(job.target_seconds), max_seconds=float(job.max_seconds),
+                          max_row_seconds=float(job.max_row_seconds), language=str(cfg.language),
+                          assignment=str(job.assignment), assignment_seed=int(job.assignment_seed),
+                          rates=speaking_rates(cfg.plan.speaking_rate), loudness_lufs=dataset_loudness(cfg))
+
+
+def dataset_synth_options(cfg: DictConfig, narration: NarrationOptions) -> SynthOptions:
+    from pipeline.dataset.synth import SynthOptions
+
+    return SynthOptions(narration=narration, loudness_lufs=dataset_loudness(cfg),
+                        true_peak_db=float(cfg.finish.true_peak_db))

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import ray
 from tqdm import tqdm
@@ -28,7 +30,10 @@ from pipeline.voice import Voice, encode_voice
 if TYPE_CHECKING:
     from jobs.common import ChapterWork, RunSetup
     from jobs.config import ClusterOptions
+    from pipeline.dataset.synth import SynthOptions
     from pipeline.finish import BookInfo, FinishedChapter
+    from pipeline.models import ModelChoice
+    from pipeline.voice import VoiceSpec
 
 POLL_SECONDS = 1.0
 
@@ -309,3 +314,71 @@ def finish_chapters(chapters: list[ChapterWork], book: BookInfo, setup: RunSetup
             done, pending = ray.wait(pending, num_returns=1)
             progress.update(len(done))
     return ray.get(refs)
+
+
+# --- datasets (job=synthesize) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynthesizerArgs:
+    """What each synthesizer actor is built from."""
+
+    model: ModelChoice
+    cluster: ClusterOptions
+    voices: dict[str, VoiceSpec]
+    synth: SynthOptions
+    store_root: str
+
+
+class SynthesizerWorker:
+    """The Ray Data actor: one model + codec, every voice encoded once, the continuous engine."""
+
+    def __init__(self, args: SynthesizerArgs) -> None:
+        import torch
+
+        from pipeline.dataset.results import ResultStore
+        from pipeline.dataset.synth import DatasetSynthesizer
+
+        device = "cuda" if torch.cuda.is_available() and args.cluster.gpus_per_actor > 0 else "cpu"
+        if device == "cpu":
+            torch.set_num_threads(max(1, int(args.cluster.cpus_per_actor)))
+        tts, codec = load_models(args.model.checkpoint, args.model.codec, device)
+        self.synthesizer = DatasetSynthesizer(tts, codec, args.voices, args.synth, ResultStore(args.store_root))
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(self.synthesizer.synthesize(batch.to_pylist()))
+
+
+def synthesized_rows(manifest_file: Path, columns: list[str], shards: set[int] | None, worker: SynthesizerArgs,
+                     batch_rows: int) -> Iterator[list[dict]]:
+    """The manifest's rows (of `shards`, or all) through a pool of `cluster.num_actors`
+    synthesizer actors with Ray Data; their result rows, batch by batch, as they come."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.verbose_progress = False
+    cluster = worker.cluster
+    # Reading the manifest and cutting shards are light and take no CPU slot: with every CPU held by an
+    # actor (2 actors on 2 cores), a read or write that waited for one would stall the pipeline.
+    dataset = ray.data.read_parquet(str(manifest_file), num_cpus=0).select_columns(columns)
+    if shards is not None:
+        with warnings.catch_warnings():  # a predicate on one small column; expressions differ between Ray versions
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = dataset.filter(lambda row: row["shard"] in shards)
+    dataset = dataset.map_batches(
+        SynthesizerWorker, fn_constructor_kwargs={"args": worker}, batch_size=batch_rows, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=cluster.num_actors), num_cpus=cluster.cpus_per_actor,
+        num_gpus=cluster.gpus_per_actor or None)
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield batch.to_pylist()
+
+
+def start_light_task(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` as a Ray task that takes no CPU slot (light I/O beside busy actors)."""
+    return ray.remote(num_cpus=0)(function).remote(*args)
+
+
+def wait_for(tasks: list) -> list:
+    """The results of tasks started here, once all are done."""
+    return ray.get(tasks)

@@ -13,24 +13,24 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from jobs.config import (ClusterOptions, cluster_options, dataset_key_inputs, job_paths, narration_options,
-                         speaking_rates)
+from jobs.config import (ClusterOptions, cluster_options, dataset_key_inputs, dataset_prepare_options,
+                         dataset_synth_options, job_count, job_paths, narration_options)
 from jobs.settings import ConfigError, claim_output, output_problems
 from pipeline.dataset import card, manifest, shards
 from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
-from pipeline.dataset.results import ResultStore
 from pipeline.dataset.rows import check_readable, input_files, read_rows
 from pipeline.dataset.synth import SynthOptions
-from pipeline.dataset.voices import ASSIGNMENTS, DatasetVoice, load_voices
+from pipeline.dataset.voices import DatasetVoice, load_voices
 from pipeline.errors import InputError
 from pipeline.models import ModelChoice, resolve_model
 from pipeline.segment import FRAMES_PER_SECOND
+
+MANIFEST_COLUMNS = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]  # what the actors read
 
 
 @dataclass(frozen=True)
@@ -52,17 +52,6 @@ class SynthesizeSetup:
     command: str
 
 
-def _positive_int(cfg: DictConfig, name: str) -> int:
-    value = cfg.job.get(name)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise InputError(f"job.{name}=", str(value), "must be a whole number of at least 1", f"set job.{name}=1 or more")
-    return number
-
-
 def prepare(cfg: DictConfig) -> SynthesizeSetup:
     """Validate every input and option and decide the model, before any model loads."""
     import torch
@@ -74,9 +63,7 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
     files = input_files(str(cfg.input))
     check_readable(files)
     voices = load_voices(None if cfg.get("voices") is None else str(cfg.voices))
-    if str(job.assignment) not in ASSIGNMENTS:
-        raise InputError("job.assignment=", str(job.assignment), "is not a voice assignment",
-                         f"valid choices: {', '.join(ASSIGNMENTS)}")
+    prepare_options = dataset_prepare_options(cfg)
     cuda = torch.cuda.is_available()
     model = resolve_model(str(cfg.model), cuda)
     try:
@@ -84,14 +71,12 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
     except CheckpointError as error:
         raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
     narration = narration_options(cfg, model.tiny)
-    loudness = None if job.loudness_lufs is None else float(job.loudness_lufs)
     cluster = cluster_options(cfg, cuda)
     output, store = job_paths(cfg)
     problems = output_problems(output, None, bool(cfg.get("overwrite", False)))
     if problems:
         raise ConfigError(problems)
     output = claim_output(output, None, "synthesize", OmegaConf.to_yaml(cfg, resolve=True))
-    rates = speaking_rates(cfg.plan.speaking_rate)
     decoding = json.dumps(asdict(narration.decoding), sort_keys=True)
     return SynthesizeSetup(
         input=Path(str(cfg.input)).expanduser(),
@@ -100,14 +85,11 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
         model=model,
         model_revision=revision,
         voices=voices,
-        prepare=PrepareOptions(target_seconds=float(job.target_seconds), max_seconds=float(job.max_seconds),
-                               max_row_seconds=float(job.max_row_seconds), language=str(cfg.language),
-                               assignment=str(job.assignment), assignment_seed=int(job.assignment_seed), rates=rates,
-                               loudness_lufs=loudness),
-        synth=SynthOptions(narration=narration, loudness_lufs=loudness, true_peak_db=float(cfg.finish.true_peak_db)),
+        prepare=prepare_options,
+        synth=dataset_synth_options(cfg, narration),
         cluster=cluster,
-        shard_size=_positive_int(cfg, "shard_size"),
-        batch_rows=_positive_int(cfg, "batch_rows"),
+        shard_size=job_count(cfg, "shard_size"),
+        batch_rows=job_count(cfg, "batch_rows"),
         shard=shards.ShardOptions(model_id=model.checkpoint, model_revision=revision, decoding=decoding,
                                   sample_rate=24000, include_codes=bool(job.include_codes),
                                   webdataset=bool(job.webdataset)),
@@ -147,66 +129,29 @@ def pending_shards(setup: SynthesizeSetup, info: manifest.ManifestInfo) -> list[
             if shards.shard_digest(folder / shards.shard_name(i, info.shards)) != info.shard_digests[i]]
 
 
-class SynthesizerWorker:
-    """The Ray Data actor: one model + codec, every voice encoded once, the continuous engine."""
-
-    def __init__(self, setup: SynthesizeSetup) -> None:
-        import torch
-
-        from jobs.ray_runtime import load_models
-        from pipeline.dataset.synth import DatasetSynthesizer
-
-        device = "cuda" if torch.cuda.is_available() and setup.cluster.gpus_per_actor > 0 else "cpu"
-        if device == "cpu":
-            torch.set_num_threads(max(1, int(setup.cluster.cpus_per_actor)))
-        tts, codec = load_models(setup.model.checkpoint, setup.model.codec, device)
-        specs = {name: voice.spec for name, voice in setup.voices.items()}
-        self.synthesizer = DatasetSynthesizer(tts, codec, specs, setup.synth, ResultStore(str(setup.store)))
-
-    def __call__(self, batch):
-        import pyarrow as pa
-
-        return pa.Table.from_pylist(self.synthesizer.synthesize(batch.to_pylist()))
-
-
-def _write_shard_task(output: Path, index: int, info: manifest.ManifestInfo, store: str,
-                      options: shards.ShardOptions) -> dict:
-    return shards.write_shard(output, index, info, store, options)
-
-
 def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: list[int]) -> dict:
     """The pending shards' rows through the actor pool; each shard cut as soon as its rows are stored."""
-    import ray
     from tqdm import tqdm
+
+    from jobs import ray_runtime
 
     figures = {"rows": 0, "generated": 0, "reused": 0, "flagged": 0, "attempts": 0, "frames": 0,
                "model_seconds": 0.0, "actor_seconds": 0.0}
     if not pending:
         return figures
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.execution_options.verbose_progress = False
-    wanted = set(pending)
     remaining = {i: info.shard_rows[i] for i in pending}
-    columns = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]
-    # Reading the manifest and cutting shards are light and take no CPU slot: with every CPU held by an
-    # actor (2 actors on 2 cores), a read or write that waited for one would stall the pipeline.
-    dataset = ray.data.read_parquet(str(setup.output / manifest.MANIFEST_FILE), num_cpus=0).select_columns(columns)
-    if len(wanted) < info.shards:
-        with warnings.catch_warnings():  # a predicate on one small column; expressions differ between Ray versions
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = dataset.filter(lambda row: row["shard"] in wanted)
-    dataset = dataset.map_batches(
-        SynthesizerWorker, fn_constructor_kwargs={"setup": setup}, batch_size=setup.batch_rows, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=setup.cluster.num_actors), num_cpus=setup.cluster.cpus_per_actor,
-        num_gpus=setup.cluster.gpus_per_actor or None)
-    write = ray.remote(num_cpus=0)(_write_shard_task)
+    worker = ray_runtime.SynthesizerArgs(setup.model, setup.cluster,
+                                         {name: voice.spec for name, voice in setup.voices.items()}, setup.synth,
+                                         str(setup.store))
+    batches = ray_runtime.synthesized_rows(setup.output / manifest.MANIFEST_FILE, MANIFEST_COLUMNS,
+                                           None if len(pending) == info.shards else set(pending), worker,
+                                           setup.batch_rows)
     writes = []
     total = sum(remaining.values())
     started = time.perf_counter()
     with tqdm(total=total, unit="row", desc="synthesizing", dynamic_ncols=True) as progress:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for row in batch.to_pylist():
+        for rows in batches:
+            for row in rows:
                 figures["rows"] += 1
                 figures["generated" if not row["reused"] else "reused"] += 1
                 figures["flagged"] += row["flagged"]
@@ -216,13 +161,14 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
                 figures["actor_seconds"] += row["wall_seconds"]
                 remaining[row["shard"]] -= 1
                 if remaining[row["shard"]] == 0:
-                    writes.append(write.remote(setup.output, row["shard"], info, str(setup.store), setup.shard))
+                    writes.append(ray_runtime.start_light_task(shards.write_shard, setup.output, row["shard"], info,
+                                                               str(setup.store), setup.shard))
             seconds = time.perf_counter() - started
             hours = figures["frames"] / FRAMES_PER_SECOND / 3600
             progress.set_postfix_str(f"audio {hours:.3f} h, {figures['rows'] / max(seconds, 1e-9):.2f} rows/s, "
                                      f"rejects {info.rejects}", refresh=False)
-            progress.update(len(batch))
-    ray.get(writes)
+            progress.update(len(rows))
+    ray_runtime.wait_for(writes)
     unfinished = [i for i, left in remaining.items() if left]
     if unfinished:
         raise RuntimeError(f"shards {unfinished} did not receive all their rows")
