@@ -1,0 +1,50 @@
+"""The job layer's import rules, read from the source (no module is imported):
+
+- no job imports another job; a job imports only the shared job modules, pipeline/ and moss_model/;
+- Ray is imported by the adapter (jobs/ray_runtime.py) alone;
+- nothing in pipeline/ imports the job layer, except the command's shim pipeline/run.py.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from jobs import JOBS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED = {"jobs", "jobs.config", "jobs.common", "jobs.settings", "jobs.ray_runtime"}
+
+
+def imported(path: Path) -> set[str]:
+    """Every module `path` imports (anywhere in it), `from jobs import x` counted as jobs.x."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names if node.module == "jobs")
+    return names
+
+
+def test_no_job_imports_another_job():
+    jobs = {target.partition(":")[0] for target in JOBS.values()}
+    assert jobs == {"jobs.narrate", "jobs.plan", "jobs.finish", "jobs.synthesize"}
+    for job in sorted(jobs):
+        own = {name for name in imported(PROJECT_ROOT / (job.replace(".", "/") + ".py")) if name.startswith("jobs")}
+        assert own <= SHARED, f"{job} imports {sorted(own - SHARED)}"
+
+
+def test_only_the_adapter_imports_ray():
+    for path in sorted((PROJECT_ROOT / "jobs").glob("*.py")) + sorted((PROJECT_ROOT / "pipeline").rglob("*.py")):
+        uses_ray = any(name == "ray" or name.startswith("ray.") for name in imported(path))
+        assert uses_ray == (path.name == "ray_runtime.py" and path.parent.name == "jobs"), path
+
+
+def test_pipeline_does_not_import_the_job_layer():
+    for path in sorted((PROJECT_ROOT / "pipeline").rglob("*.py")):
+        if path == PROJECT_ROOT / "pipeline" / "run.py":
+            continue
+        jobs = {name for name in imported(path) if name == "jobs" or name.startswith("jobs.")}
+        assert not jobs, f"{path.relative_to(PROJECT_ROOT)} imports {sorted(jobs)}"
