@@ -2,9 +2,8 @@
 checked whole before anything is written, Ray starts or a model loads.
 
 `check_config(cfg)` looks at every known key at once and raises one `ConfigError` listing every
-violation (the key, the value given, what is allowed). Once it passes, the jobs' builders
-(`plan_options`, `narration_options`, `finish_options`, `cluster_options`) turn the sections into
-typed dataclasses, and OmegaConf goes no further. Keys this schema does not know (another job's
+violation (the key, the value given, what is allowed). Once it passes, the builders in
+jobs/config.py turn the sections into typed dataclasses, and OmegaConf goes no further. Keys this schema does not know (another job's
 section) are left to that job. Also here: the files the config names, the transcript, and
 output-folder safety (never /, a system folder or home; a non-empty folder only if it is this
 book's output, or with overwrite=true).
