@@ -1,0 +1,60 @@
+"""Per-segment quality: speaker similarity, WER, what to do about them, and the report.
+
+Modules, one job each:
+
+- ``speaker``: ``SpeakerEncoder(device="cpu").embed(audios, sample_rate) -> ndarray [N, 256]``
+  (Resemblyzer's pretrained encoder, shipped in its wheel; audio float mono at any rate,
+  resampled to 16 kHz; many segments in one LSTM batch); ``cosine_similarity(a, b)``.
+- ``similarity``: ``RunSimilarity(reference_embedding)`` per run, used in the run's order:
+  ``measure(k, embedding) -> SegmentSimilarity(to_reference, to_run)`` (any number of times,
+  for retries) and ``accept(k, embedding)`` (once, for the attempt kept). Segment k is compared
+  with segments 0..k-1 of its run only, so its value does not depend on the schedule.
+  ``spreads() -> (Spread | None, Spread | None)``: median/MAD of the run's accepted values.
+  ``Spread.of(values)`` for any other distribution (e.g. the book's, in a final pass).
+- ``asr``: ``ASR`` protocol ``transcribe(audio_batch, sample_rate, language) -> list[str] | None``
+  (None: a language it does not hear, "not measured"); ``PocketSphinxASR()`` (English, model in
+  the wheel), ``WhisperASR(path)`` (transformers, local folder, safetensors only);
+  ``load_asr(kind, path, device)``.
+- ``wer``: ``normalize_words(text)``, ``edit_distance(ref_words, hyp_words)``,
+  ``word_error_rate(reference, hypothesis) -> float | None``.
+- ``decisions``: ``QualityOptions`` (switches and thresholds), ``SegmentMeasures``,
+  ``Distribution(to_reference: Spread | None, to_run: Spread | None)``,
+  ``decide(measures, distribution, options, attempt=1) -> Decision(action, flags, reasons, reanchor)``
+  with action ``"ok" | "regenerate" | "flag"``; ``reanchor`` asks for the retry without the
+  carried prefix (a similarity failure).
+- ``measures``: ``QualityMeasurer(options, device)``: ``reference_embedding(audio, rate)`` and
+  ``measure(audios, rate, texts, languages) -> [Measured(embedding, wer, words, transcript)]``
+  (one embedding batch, one ASR batch per language); ``Measured.with_run(state, k) ->
+  SegmentMeasures``.
+- ``report``: ``write_report(output, destination=None, options=None) -> Report(html, plots,
+  segments, flagged)`` from ``<output>/index/``; ``chapter_summary(segment_rows)`` for the
+  chapters table's quality columns.
+
+Wiring one batch of decoded segments in the narrator::
+
+    measurer = QualityMeasurer(options)                      # once per actor
+    runs = {run: RunSimilarity(measurer.reference_embedding(ref_audio, 24_000))}
+    measured = measurer.measure(audios, 24_000, texts, languages)
+    for m, seg in zip(measured, segments):                    # each run's segments in order
+        state = runs[seg.run]
+        values = m.with_run(state, seg.index_in_run)
+        decision = decide(values, Distribution(*state.spreads()), options, attempt=seg.attempt)
+        if decision.action != "regenerate":
+            state.accept(seg.index_in_run, m.embedding)       # only the attempt kept
+"""
+
+from pipeline.quality.asr import ASR, PocketSphinxASR, WhisperASR, load_asr
+from pipeline.quality.decisions import (FLAG, OK, REGENERATE, Decision, Distribution, QualityOptions,
+                                        SegmentMeasures, decide)
+from pipeline.quality.measures import Measured, QualityMeasurer
+from pipeline.quality.report import Report, chapter_summary, write_report
+from pipeline.quality.similarity import RunSimilarity, SegmentSimilarity, Spread
+from pipeline.quality.speaker import SpeakerEncoder, cosine_similarity
+from pipeline.quality.wer import edit_distance, normalize_words, word_error_rate
+
+__all__ = [
+    "ASR", "FLAG", "OK", "REGENERATE", "Decision", "Distribution", "Measured", "PocketSphinxASR", "QualityMeasurer",
+    "QualityOptions", "Report", "RunSimilarity", "SegmentMeasures", "SegmentSimilarity", "SpeakerEncoder", "Spread",
+    "WhisperASR", "chapter_summary", "cosine_similarity", "decide", "edit_distance", "load_asr",
+    "normalize_words", "word_error_rate", "write_report",
+]

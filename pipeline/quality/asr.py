@@ -1,0 +1,126 @@
+"""Speech recognition for WER: one interface, PocketSphinx by default, Whisper from a local folder.
+
+An ``ASR`` transcribes a batch of segments of one language. A language it cannot hear gives
+None ("not measured"), never an error: a Chinese segment in an English book simply has no WER.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ASR_SAMPLE_RATE = 16_000
+
+
+class ASR(Protocol):
+    """``transcribe(audios, sample_rate, language)``: one transcript per audio, or None when the
+    language is not one this recognizer hears."""
+
+    name: str
+
+    def transcribe(self, audio_batch: Sequence[np.ndarray], sample_rate: int, language: str) -> list[str] | None: ...
+
+
+def base_language(language: str | None) -> str:
+    """"en-US" / "en_GB" / "EN" -> "en"."""
+    return (language or "").replace("_", "-").split("-")[0].lower()
+
+
+def to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    import torch
+    import torchaudio.functional as AF
+
+    wave = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1))
+    if sample_rate != ASR_SAMPLE_RATE and wave.numel():
+        wave = AF.resample(wave, sample_rate, ASR_SAMPLE_RATE)
+    return wave.numpy()
+
+
+class PocketSphinxASR:
+    """CMU PocketSphinx with the US English acoustic model, dictionary and language model that ship
+    in its wheel (nothing is downloaded). English only; one decoder, segments one after another
+    (the decoder has no batch), so keep one instance per worker thread."""
+
+    name = "pocketsphinx"
+    languages = ("en",)
+
+    def __init__(self, **config: object) -> None:
+        from pocketsphinx import Decoder
+
+        # ``config``: PocketSphinx options (e.g. maxhmmpf=3000 to prune harder); logging off.
+        self.decoder = Decoder(loglevel="ERROR", **config)
+
+    def transcribe(self, audio_batch: Sequence[np.ndarray], sample_rate: int, language: str) -> list[str] | None:
+        if base_language(language) not in self.languages:
+            return None
+        transcripts = []
+        for audio in audio_batch:
+            wave = to_16k(audio, sample_rate)
+            pcm = (np.clip(wave, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+            self.decoder.start_utt()
+            self.decoder.process_raw(pcm, full_utt=True)
+            self.decoder.end_utt()
+            hypothesis = self.decoder.hyp()
+            transcripts.append(hypothesis.hypstr if hypothesis is not None else "")
+        return transcripts
+
+
+class WhisperASR:
+    """A Whisper-family model (transformers ``WhisperForConditionalGeneration``) from a local folder
+    holding ``config.json``, ``*.safetensors`` and the processor files. Never downloads: a folder
+    without safetensors weights is an error naming what is missing. English-only checkpoints
+    (``*.en``) hear English only; multilingual ones hear the languages their tokenizer names."""
+
+    name = "whisper"
+
+    def __init__(self, path: str | Path, device: str = "cpu", max_batch: int = 16, max_new_tokens: int = 200) -> None:
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"Whisper model folder {path} does not exist (give a local folder; nothing is downloaded)")
+        if not any(path.glob("*.safetensors")):
+            raise FileNotFoundError(f"Whisper model folder {path} holds no *.safetensors weights (only safetensors are loaded)")
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self.processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
+        self.model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        self.model.eval().to(device)
+        self.device = device
+        self.max_batch = max_batch
+        self.max_new_tokens = max_new_tokens
+        tokenizer = self.processor.tokenizer
+        vocabulary = set(tokenizer.get_vocab())
+        self.multilingual = "<|zh|>" in vocabulary
+        self.languages = {base_language(t.strip("<|>")) for t in vocabulary
+                          if t.startswith("<|") and t.endswith("|>") and 2 <= len(t) - 4 <= 3 and t[2:-2].isalpha()} \
+            if self.multilingual else {"en"}
+
+    def transcribe(self, audio_batch: Sequence[np.ndarray], sample_rate: int, language: str) -> list[str] | None:
+        import torch
+
+        language = base_language(language)
+        if language not in self.languages:
+            return None
+        transcripts: list[str] = []
+        for first in range(0, len(audio_batch), self.max_batch):
+            waves = [to_16k(a, sample_rate) for a in audio_batch[first:first + self.max_batch]]
+            features = self.processor.feature_extractor(waves, sampling_rate=ASR_SAMPLE_RATE, return_tensors="pt")
+            options = {"language": language, "task": "transcribe"} if self.multilingual else {}
+            with torch.inference_mode():
+                ids = self.model.generate(features.input_features.to(self.device, self.model.dtype),
+                                          max_new_tokens=self.max_new_tokens, **options)
+            transcripts += [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
+        return transcripts
+
+
+def load_asr(kind: str = "pocketsphinx", path: str | Path | None = None, device: str = "cpu") -> ASR:
+    """The recognizer named by ``kind``: "pocketsphinx", or "whisper" with ``path`` its local folder."""
+    if kind == "pocketsphinx":
+        return PocketSphinxASR()
+    if kind == "whisper":
+        if path is None:
+            raise ValueError("asr 'whisper' needs the path of a local model folder")
+        return WhisperASR(path, device=device)
+    raise ValueError(f"unknown asr {kind!r}; choose pocketsphinx or whisper")

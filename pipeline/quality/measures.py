@@ -1,0 +1,77 @@
+"""Measuring a batch of finished segments: speaker embeddings and WER, each its own batch.
+
+``QualityMeasurer.measure`` takes segments from any runs at once (what the narrator has decoded
+since it last looked) and gives each its embedding and WER; those depend on the segment alone.
+The run-dependent part (similarity to the run so far) is ``RunSimilarity``'s, applied in each
+run's order by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.quality.asr import ASR, load_asr
+from pipeline.quality.decisions import QualityOptions, SegmentMeasures
+from pipeline.quality.similarity import RunSimilarity
+from pipeline.quality.speaker import SpeakerEncoder
+from pipeline.quality.wer import edit_distance, normalize_words
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A segment's measures that depend on it alone."""
+
+    embedding: np.ndarray | None  # [256] unit vector; None when similarity is off
+    wer: float | None  # None: off, not heard (language), or no words
+    words: int
+    transcript: str | None
+
+    def with_run(self, state: RunSimilarity | None, index: int) -> SegmentMeasures:
+        """These measures plus the similarities from its run's state (``index``: its place in the run)."""
+        similarity = state.measure(index, self.embedding) if state is not None and self.embedding is not None else None
+        return SegmentMeasures(
+            similarity_to_reference=None if similarity is None else similarity.to_reference,
+            similarity_to_run=None if similarity is None else similarity.to_run,
+            wer=self.wer, words=self.words, transcript=self.transcript)
+
+
+class QualityMeasurer:
+    """Holds the speaker encoder and the ASR (each loaded only if its measure is on)."""
+
+    def __init__(self, options: QualityOptions, device: str = "cpu", encoder: SpeakerEncoder | None = None,
+                 asr: ASR | None = None) -> None:
+        self.options = options
+        self.encoder = encoder if encoder is not None or not options.similarity else SpeakerEncoder(device)
+        self.asr = asr if asr is not None or not options.wer else load_asr(options.asr, options.asr_path, device)
+
+    def reference_embedding(self, audio: np.ndarray | None, sample_rate: int) -> np.ndarray | None:
+        """The voice reference's embedding (None without a reference or with similarity off)."""
+        if audio is None or self.encoder is None:
+            return None
+        return self.encoder.embed([audio], sample_rate)[0]
+
+    def measure(self, audios: Sequence[np.ndarray], sample_rate: int, texts: Sequence[str],
+                languages: Sequence[str]) -> list[Measured]:
+        """Embeddings in one batch, transcripts in one batch per language."""
+        if not len(audios) == len(texts) == len(languages):
+            raise ValueError(f"{len(audios)} audios, {len(texts)} texts and {len(languages)} languages")
+        embeddings: Sequence[np.ndarray | None] = [None] * len(audios)
+        if self.encoder is not None and len(audios):
+            embeddings = list(self.encoder.embed(audios, sample_rate))
+        words = [normalize_words(t) for t in texts]
+        transcripts: list[str | None] = [None] * len(audios)
+        if self.asr is not None:
+            for language in sorted(set(languages)):
+                members = [i for i, lang in enumerate(languages) if lang == language and words[i]]
+                heard = self.asr.transcribe([audios[i] for i in members], sample_rate, language) if members else None
+                for i, text in zip(members, heard or []):
+                    transcripts[i] = text
+        return [
+            Measured(embedding=embeddings[i],
+                     wer=None if transcripts[i] is None else edit_distance(words[i], normalize_words(transcripts[i])) / len(words[i]),
+                     words=len(words[i]), transcript=transcripts[i])
+            for i in range(len(audios))
+        ]

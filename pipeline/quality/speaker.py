@@ -1,0 +1,147 @@
+"""Speaker embeddings with Resemblyzer's pretrained voice encoder, batched.
+
+The network and its weights are Resemblyzer's (``resemblyzer/pretrained.pt``, shipped in the
+wheel): a 3-layer LSTM over 40-band mel frames of 16 kHz audio, a linear layer, ReLU, L2 norm.
+An utterance is cut into 1.6 s partials (160 frames, a new one every ~0.77 s), each partial is
+embedded and the utterance embedding is the normalized mean of its partials. That is
+``VoiceEncoder.embed_utterance``; here the partials of many segments go through the LSTM in one
+batch.
+
+The package's module is not imported: ``resemblyzer/__init__`` imports ``webrtcvad``, whose
+released version imports ``pkg_resources`` (gone from setuptools 81), and pulls librosa/numba
+in for a mel filterbank torchaudio computes the same way. Only the weights file is read, found
+through the installed package's location. Resemblyzer's silence trimming (a VAD) is left out:
+narrated segments carry little silence, and the pauses between them are added later.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ENCODER_SAMPLE_RATE = 16_000
+MEL_BANDS = 40
+WINDOW = 400  # 25 ms
+HOP = 160  # 10 ms
+PARTIAL_FRAMES = 160  # 1.6 s
+PARTIALS_PER_SECOND = 1.3  # Resemblyzer's default rate
+MIN_COVERAGE = 0.75  # a last partial less covered than this is dropped (unless it is the only one)
+LEVEL_TARGET_DBFS = -30.0  # quiet audio is raised to this (never lowered), as Resemblyzer does
+EMBEDDING_SIZE = 256
+
+
+def resemblyzer_weights() -> Path:
+    """The pretrained encoder shipped inside the installed ``resemblyzer`` package."""
+    spec = importlib.util.find_spec("resemblyzer")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("resemblyzer is not installed (pip install resemblyzer): it ships the speaker encoder")
+    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"the resemblyzer package holds no encoder weights at {path}")
+    return path
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(MEL_BANDS, 256, 3, batch_first=True)
+        self.linear = nn.Linear(256, EMBEDDING_SIZE)
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:  # B, T, MEL_BANDS -> B, EMBEDDING_SIZE
+        _, (hidden, _) = self.lstm(mels)
+        raw = torch.relu(self.linear(hidden[-1]))
+        # A partial that activates nothing (silence) has no direction: it stays zero, not NaN.
+        return raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def partial_starts(num_samples: int) -> list[int]:
+    """Mel-frame offsets of an utterance's partials (Resemblyzer's ``compute_partial_slices``)."""
+    n_frames = int(np.ceil((num_samples + 1) / HOP))
+    step = int(np.round(ENCODER_SAMPLE_RATE / PARTIALS_PER_SECOND / HOP))
+    starts = list(range(0, max(1, n_frames - PARTIAL_FRAMES + step + 1), step))
+    coverage = (num_samples - starts[-1] * HOP) / (PARTIAL_FRAMES * HOP)
+    if coverage < MIN_COVERAGE and len(starts) > 1:
+        starts.pop()
+    return starts
+
+
+class SpeakerEncoder:
+    """``embed([audio, ...], sample_rate) -> [N, 256]`` unit vectors (zero for silence).
+
+    Audio is float mono numpy at any rate (resampled to 16 kHz here). ``max_batch`` bounds the
+    partials in one LSTM call; a segment's embedding does not depend on what it is batched with
+    beyond float rounding (~1e-6).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", weights: str | Path | None = None,
+                 max_batch: int = 256) -> None:
+        self.device = torch.device(device)
+        self.max_batch = max_batch
+        checkpoint = torch.load(weights or resemblyzer_weights(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))}
+        self.model = _Encoder()
+        self.model.load_state_dict(state)
+        self.model.eval().to(self.device)
+        import torchaudio
+
+        # librosa.feature.melspectrogram's defaults (Resemblyzer's front end): power spectrum,
+        # Slaney mel scale and area normalization, centered frames padded with zeros.
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=ENCODER_SAMPLE_RATE, n_fft=WINDOW, hop_length=HOP, n_mels=MEL_BANDS,
+            power=2.0, center=True, pad_mode="constant", norm="slaney", mel_scale="slaney",
+        ).to(self.device)
+
+    def prepare(self, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """One utterance as 16 kHz float32, level raised toward -30 dBFS when quieter."""
+        wave = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1))
+        if sample_rate != ENCODER_SAMPLE_RATE:
+            import torchaudio.functional as AF
+
+            wave = AF.resample(wave, sample_rate, ENCODER_SAMPLE_RATE)
+        rms = float(wave.pow(2).mean().sqrt()) if wave.numel() else 0.0
+        if rms > 0:
+            gain_db = LEVEL_TARGET_DBFS - 20 * np.log10(rms)
+            if gain_db > 0:
+                wave = wave * float(10 ** (gain_db / 20))
+        return wave
+
+    @torch.inference_mode()
+    def embed(self, audios: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+        """Embeddings of many utterances at once: ``[len(audios), 256]`` float32."""
+        partials: list[torch.Tensor] = []
+        owner: list[int] = []
+        for number, audio in enumerate(audios):
+            wave = self.prepare(audio, sample_rate)
+            starts = partial_starts(wave.numel())
+            needed = (starts[-1] + PARTIAL_FRAMES) * HOP
+            wave = torch.nn.functional.pad(wave, (0, max(0, needed - wave.numel())))
+            mel = self.mel(wave.to(self.device)).T  # frames, MEL_BANDS
+            for start in starts:
+                partials.append(mel[start:start + PARTIAL_FRAMES])
+                owner.append(number)
+        if not partials:
+            return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+        stacked = torch.stack(partials)  # P, PARTIAL_FRAMES, MEL_BANDS
+        embedded = torch.cat([self.model(stacked[i:i + self.max_batch])
+                              for i in range(0, len(stacked), self.max_batch)])  # P, EMBEDDING_SIZE
+        sums = torch.zeros(len(audios), EMBEDDING_SIZE, device=embedded.device)
+        sums.index_add_(0, torch.tensor(owner, device=embedded.device), embedded)
+        return unit(sums.cpu().numpy())
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Cosine of the angle between rows of ``a`` and ``b`` (broadcast); 0 where either is zero."""
+    value = np.sum(unit(a) * unit(b), axis=-1)
+    return float(value) if np.ndim(value) == 0 else value
