@@ -108,6 +108,31 @@ _SYMBOL_HINT_RE = re.compile(r"[&+=×÷]")
 _DASH_HINT_RE = re.compile(r"[—―]| [–-] ")
 
 
+# Words the rules of this module say themselves, beyond the tables they read: dates ("the
+# first of May"), times ("five o'clock", "ten oh five a m"), money ("and"), ranges ("to"), "minus",
+# "percent", "number 5", "St." (Saint or Street); in Chinese 上午 下午 点 分 秒 百分之 第 至 号 两 ...
+_RULE_WORDS = {
+    "en": "the of to and o'clock oh a m p seconds minus point percent number numbers over Saint Street",
+    "zh": "负两上午下午点分秒年月日百分之第至号千百万十亿万亿",
+}
+
+
+def rewrite_products(language: str) -> tuple[str, ...]:
+    """What normalizing text of `language` may say that the text does not: spoken numbers, dates,
+    money, units, abbreviations, URL and symbol words. Number readings of the language come from
+    its module (English, Chinese, or num2words for the others); what surrounds them from the rules
+    here. For the check that normalization invents nothing (`pipeline.normalize_check`)."""
+    said = [_RULE_WORDS.get(language, "")]
+    said += [*_URL_SYMBOLS.get(language, {}).values(), *_SYMBOL_WORDS.get(language, {}).values()]
+    if language == "en":
+        said += en.spoken_words()
+    elif language == "zh":
+        said += zh.spoken_words()
+    else:
+        said += intl.spoken_words(language)
+    return tuple(said)
+
+
 def speak_pieces(pieces: Sequence[Piece], language: str) -> str:
     """Model text from pieces: plain ones normalized, controls kept, spaced where they meet words."""
     out: list[str] = []

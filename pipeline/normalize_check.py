@@ -2,8 +2,11 @@
 
 `dropped_words` lists the words of a segment's text that its model text does not say: every
 word must survive normalization except the ones rewritten on purpose (abbreviations, units,
-Roman numerals, URL schemes, lexicon terms, which become other words). Han, kana and Hangul
-are checked character by character.
+Roman numerals, URL schemes, lexicon terms, which become other words). `invented_words` is the
+other direction: the words the model text says that neither the text has nor a rewrite declares
+(`pipeline.normalize.rewrite_products`: spoken numbers, dates, money, units, abbreviations, URL
+and symbol words) nor a lexicon pronunciation used brings. Han, kana and Hangul are checked
+character by character.
 """
 from __future__ import annotations
 
@@ -14,12 +17,18 @@ from typing import Iterable
 from pipeline import normalize_en as en
 from pipeline import normalize_intl as intl
 from pipeline import normalize_zh as zh
+from pipeline.normalize import rewrite_products
+from pipeline.normalize_inline import PINYIN_SYLLABLE
 from pipeline.normalize_script import HAN_CLASS, HANGUL_CLASS, KANA_CLASS
 
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _CJK_CHAR_RE = re.compile(f"[{HAN_CLASS}{KANA_CLASS}{HANGUL_CLASS}]")
 _ROMAN_RE = re.compile(r"[IVXLCDM]+")
 _DIGIT = re.compile(r"\d")
+_PINYIN_SYLLABLE_RE = re.compile(PINYIN_SYLLABLE)
+# A number is read in the language of the text around it (Chinese digits inside English text,
+# English ones beside Latin words in Japanese text): these languages' readings are always allowed.
+_NEIGHBOUR_LANGUAGES = ("en", "zh", "ja", "ko")
 
 
 @lru_cache(maxsize=1)
@@ -66,3 +75,70 @@ def dropped_words(text: str, model_text: str, protected_terms: Iterable[str] = (
         if folded not in said and folded not in exempt and not _ROMAN_RE.fullmatch(word):
             missing[word] = None
     return list(missing)
+
+
+def _tokens(text: str) -> tuple[list[str], list[str]]:
+    """Casefolded words (letters of any script but Han, kana and Hangul), and those characters."""
+    chars = _CJK_CHAR_RE.findall(text)
+    if chars:
+        text = _CJK_CHAR_RE.sub(" ", text)
+    return [w.casefold() for w in _WORD_RE.findall(text)], chars
+
+
+@lru_cache(maxsize=None)
+def _products(language: str) -> tuple[frozenset[str], frozenset[str], frozenset[str], int]:
+    """What rewriting text of `language` may say: words, CJK characters, and the number words that
+    compounds are made of ("drei" "hundert" "fünfundzwanzig"), with the longest one's length."""
+    words, chars = _tokens(" ".join(rewrite_products(language)))
+    parts = {w for w in _tokens(" ".join(intl.number_words(language)))[0] if len(w) > 1}
+    return frozenset(words), frozenset(chars), frozenset(parts), max(map(len, parts), default=0)
+
+
+def _compound(word: str, parts: frozenset[str], longest: int) -> bool:
+    """Whether `word` is a run of number words ("zweitausenddreihundert")."""
+    ends = [True] + [False] * len(word)  # ends[i]: word[:i] is a run of them (each two letters or more)
+    for i in range(1, len(word) + 1):
+        ends[i] = any(ends[j] and word[j:i] in parts for j in range(max(0, i - longest), i - 1))
+    return ends[-1]
+
+
+def invented_words(
+    text: str,
+    model_text: str,
+    languages: Iterable[str] = (),
+    pronunciations: Iterable[str] = (),
+    pinyin: bool = False,
+) -> list[str]:
+    """Words (and CJK characters) of `model_text` that do not trace back to `text`, in order, each once.
+
+    A word traces back when the text has it (case aside) or when a rewrite of one of `languages`
+    (and of English, Chinese, Japanese and Korean, in which numbers beside such text are read) may
+    say it: a spoken number or a compound of number words, a month, currency, unit, abbreviation,
+    URL or symbol word. `pronunciations` are those of the lexicon entries used: their words trace
+    back too, and with `pinyin` (polyphones rendered in context) so does any Pinyin syllable.
+    """
+    if text == model_text:
+        return []
+    said_words, said_chars = _tokens(model_text)
+    text_words, text_chars = _tokens(text)
+    known_words, known_chars = set(text_words), set(text_chars)
+    unknown = [w for w in said_words if w not in known_words] + [c for c in said_chars if c not in known_chars]
+    if not unknown:
+        return []
+    for pronunciation in pronunciations:
+        words, chars = _tokens(pronunciation)
+        known_words.update(words)
+        known_chars.update(chars)
+    products = [_products(language) for language in dict.fromkeys([*languages, *_NEIGHBOUR_LANGUAGES])]
+    invented: dict[str, None] = {}
+    for token in unknown:
+        if token in known_words or token in known_chars or token in invented:
+            continue
+        if any(token in words or token in chars for words, chars, _, _ in products):
+            continue
+        if any(longest and _compound(token, parts, longest) for _, _, parts, longest in products):
+            continue
+        if pinyin and _PINYIN_SYLLABLE_RE.fullmatch(token + "1"):
+            continue
+        invented[token] = None
+    return list(invented)

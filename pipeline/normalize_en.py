@@ -1,6 +1,8 @@
 """English words for numbers, and the word tables the English normalizer reads."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 _ONES = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
@@ -150,3 +152,15 @@ def int_to_roman(n: int) -> str:
         count, n = divmod(n, value)
         out.append(numeral * count)
     return "".join(out)
+
+
+@lru_cache(maxsize=1)
+def spoken_words() -> tuple[str, ...]:
+    """What the readings of this module can say: cardinals, ordinals, years, fractions, digits and
+    the words of the tables (their spoken sides). For the check that normalization invents nothing."""
+    numbers = [*range(101), *(10**k for k in range(3, 16, 3))]
+    said = [cardinal(n) for n in numbers] + [ordinal(n) for n in numbers]
+    said += [fraction(k, d) for d in range(2, 11) for k in (1, 2)] + [year(1905), decimal("0.5")]
+    said += MONTHS + [w for names in CURRENCIES.values() for w in names]
+    said += [w for names in UNITS.values() for w in names] + list(ABBREVIATIONS.values())
+    return tuple(said)

@@ -79,6 +79,46 @@ def korean_native(n: int) -> str:
     return _KO_NATIVE_TENS[tens] + _KO_NATIVE_ONES[ones]
 
 
+# Words the speakers below say beyond numbers and the tables above (time, dates, "number 5").
+_RULE_WORDS = {"de": "Uhr", "fr": "heure heures premier", "es": "y de", "ja": "時 分 年 月 日 番", "ko": "시 분 년 월 일 번"}
+
+
+@lru_cache(maxsize=None)
+def number_words(language: str) -> tuple[str, ...]:
+    """num2words' readings of representative numbers in `language` (0 to 100, hundreds, thousands,
+    millions, ..., a decimal, day ordinals), and the scale words that compounds are made of
+    ("hundert", "tausend": "zweitausend" less "zwei"). A reading of any number is made of these."""
+    if not supported(language):
+        return ()
+    numbers = [*range(101), *(k * 100 for k in range(1, 10)), *(k * 1000 for k in range(1, 10)),
+               *(m * 10**e for e in (6, 9, 12) for m in (1, 2))]
+    said = [num2words(n, lang=language) for n in numbers]
+    said.append(num2words("1.5", lang=language))
+    try:
+        said += [num2words(n, lang=language, to="ordinal") for n in range(1, 32)]
+    except (NotImplementedError, AttributeError, TypeError):
+        pass  # no ordinals in this language: the speakers do not use them either
+    for scale in (100, 1000):
+        for k in range(2, 10):
+            head, whole = num2words(k, lang=language), num2words(k * scale, lang=language)
+            if whole.startswith(head) and len(whole) > len(head):
+                said.append(whole[len(head):])
+    return tuple(said)
+
+
+def spoken_words(language: str) -> tuple[str, ...]:
+    """What the speakers of `language` can say: number readings (see `number_words`) and the words
+    of the tables. For the check that normalization invents nothing."""
+    said = list(number_words(language)) + MONTHS.get(language, "").split() + _RULE_WORDS.get(language, "").split()
+    for table in (CURRENCIES, MINOR, UNITS):
+        said += table.get(language, {}).values()
+    for table in (PERCENT, NUMBER_WORD, RANGE_WORD, MINUS):
+        said += [table[language]] if language in table else []
+    if language == "ko":
+        said += [*_KO_HOURS, *_KO_NATIVE_ONES, *_KO_NATIVE_TENS, "스무"]
+    return tuple(said)
+
+
 def supported(language: str) -> bool:
     return language in CONVERTER_CLASSES
 

@@ -73,3 +73,9 @@ def decimal(text: str) -> str:
     whole, _, frac = text.replace(",", "").partition(".")
     spoken = cardinal(int(whole)) if whole else "零"
     return spoken + ("点" + digits(frac) if frac else "")
+
+
+def spoken_words() -> tuple[str, ...]:
+    """What the readings of this module can say (characters of numbers, and the tables' words).
+    For the check that normalization invents nothing."""
+    return (_DIGITS, *_SMALL_UNITS, *_BIG_UNITS, "负点", *CURRENCIES.values(), *UNITS.values())

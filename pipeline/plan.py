@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.keys import KeyInputs
-from pipeline.lexicon import Lexicon
+from pipeline.lexicon import POLYPHONE_PREFIX, Lexicon
 from pipeline.normalize import speak_pieces
-from pipeline.normalize_check import dropped_words
+from pipeline.normalize_check import dropped_words, invented_words
 from pipeline.normalize_inline import count_pinyin_syllables, split_controls
 from pipeline.normalize_script import LANGUAGES, detect_language, language_name
 from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions, speakable_count
@@ -162,6 +162,7 @@ class _Planner:
         self.warnings: list[str] = []
         self.unhandled: dict[str, list[str]] = {}  # language -> places of its segments
         self.dropped: list[str] = []  # "place: words" for segments whose model text lost words
+        self.invented: list[str] = []  # "place: words" for segments whose model text says words the text has not
         self.uncovered: list[str] = []  # paragraphs whose cuts do not account for every letter
         self.read_characters = 0  # letters and digits of the paragraphs (all of them are planned)
         self._memo: dict[str, tuple[str, float]] = {}
@@ -198,13 +199,20 @@ class _Planner:
         """A segment's model text from its units (lexicon applied to each), and the lexicon entries used."""
         parts: list[str] = []
         used: list[str] = []
-        for i, unit in enumerate(units):
+        # The text since the last unit that said something: a unit that says nothing (a lone dash or
+        # asterisk cut off an over-long sentence) must not glue the words on either side of it.
+        before = ""
+        for unit in units:
             pieces, unit_used = self.lexicon.apply(split_controls(unit.strip())) if self.lexicon else ([], [])
             spoken = speak_pieces(pieces, self.language(unit)) if unit_used else self.spoken(unit)[0]
             used.extend(unit_used)
-            if parts and spoken and parts[-1] and _needs_space(units[i - 1], unit, parts[-1], spoken):
+            if not spoken:
+                before += unit
+                continue
+            if parts and _needs_space(before, unit, parts[-1], spoken):
                 parts.append(" ")
             parts.append(spoken)
+            before = unit
         return "".join(parts).strip(), list(dict.fromkeys(used))
 
     def chapter(self, index: int, chapter: Chapter) -> tuple[list[PlanSegment], float | None]:
@@ -224,7 +232,8 @@ class _Planner:
             run_seconds += paragraph_seconds
             for cut in cuts:
                 text = paragraph.text[cut.start:cut.speech_end].strip()
-                model_text, used = self.model_text([paragraph.text[a:b] for a, b in cut.units])
+                units = [paragraph.text[a:b] for a, b in cut.units]
+                model_text, used = self.model_text(units)
                 lost = dropped_words(text, model_text, [u.removeprefix("pinyin:") for u in used])
                 if lost:
                     self.dropped.append(f"chapter {index + 1}, {paragraph.place}, segment {len(segments)}: "
@@ -239,6 +248,9 @@ class _Planner:
                         lead_pause = _add(lead_pause, cut.pause_s)
                     continue
                 language = self.language(text)
+                self._check_invented(text, model_text, [language, *map(self.language, units)], used,
+                                     f"chapter {index + 1} {chapter.title!r}, paragraph {paragraph_index + 1} "
+                                     f"({paragraph.place}), segment {len(segments)}")
                 if language not in LANGUAGES:
                     self.unhandled.setdefault(language, []).append(
                         f"chapter {index + 1}, {paragraph.place}, segment {len(segments)}")
@@ -260,6 +272,14 @@ class _Planner:
         if segments:
             segments[-1] = replace(segments[-1], boundary="chapter")
         return segments, lead_pause
+
+    def _check_invented(self, text: str, model_text: str, languages: list[str], used: list[str], place: str) -> None:
+        """Every word the model text says traces back to the text, or to a rewrite or lexicon entry used."""
+        pronunciations = [self.lexicon.entries[u].pronunciation for u in used if u in self.lexicon.entries]
+        pinyin = any(u.startswith(POLYPHONE_PREFIX) for u in used)
+        invented = invented_words(text, model_text, languages, pronunciations, pinyin)
+        if invented:
+            self.invented.append(f"{place}: " + ", ".join(repr(w) for w in invented[:5]))
 
     def _check_coverage(self, index: int, chapter: Chapter, paragraph: Paragraph, cuts: list[Cut]) -> None:
         """Every letter and digit of the paragraph lies in one of its cuts (speech or pause markers)."""
@@ -353,7 +373,7 @@ _SAMPLE_CHARACTERS = 20_000
 
 def _coverage_warnings(book: Book, planner: _Planner) -> list[str]:
     """What the checks found: text in no segment, letters the reader neither read nor skipped on
-    purpose, words lost by normalization."""
+    purpose, words lost by normalization, words it invented."""
     warnings = [f"text in no segment: {place}" for place in planner.uncovered]
     if book.source_characters is not None:
         skipped = sum(book.skipped_characters.values())
@@ -366,6 +386,10 @@ def _coverage_warnings(book: Book, planner: _Planner) -> list[str]:
     if planner.dropped:
         warnings.append(f"{len(planner.dropped)} segment(s) whose model text leaves out words of the text, e.g. "
                         + "; ".join(planner.dropped[:5]))
+    if planner.invented:
+        warnings.append(f"{len(planner.invented)} segment(s) whose model text says words that are not in the text "
+                        "(nor a spoken number, abbreviation, unit or lexicon entry of it), e.g. "
+                        + "; ".join(planner.invented[:5]))
     return warnings
 
 
