@@ -92,6 +92,9 @@ _SPACED_SYMBOL_RE = re.compile(r"(?<=\s)([&+=×÷])(?=\s)")
 _SYMBOL_WORDS = {
     "en": {"&": "and", "+": "plus", "=": "equals", "×": "times", "÷": "divided by"},
     "zh": {"&": "和", "+": "加", "=": "等于", "×": "乘以", "÷": "除以"},
+    "de": {"&": "und", "+": "plus", "=": "gleich", "×": "mal", "÷": "geteilt durch"},
+    "fr": {"&": "et", "+": "plus", "=": "égale", "×": "fois", "÷": "divisé par"},
+    "es": {"&": "y", "+": "más", "=": "igual a", "×": "por", "÷": "dividido entre"},
 }
 _AMPERSAND_RE = re.compile(r"(?<=[A-Za-z])&(?=[A-Za-z])")
 _STRAIGHT_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"})
@@ -172,12 +175,17 @@ def to_spoken(text: str, language: str) -> str:
         text = _NUMBER_RE.sub(lambda m: _speak_number(m, language), text)
     if _SYMBOL_HINT_RE.search(text):
         text = _AMPERSAND_RE.sub(" and ", text)
-        text = _SPACED_SYMBOL_RE.sub(lambda m: _SYMBOL_WORDS[_context(m, language)][m.group(1)], text)
+        text = _SPACED_SYMBOL_RE.sub(lambda m: _speak_symbol(m, language), text)
     if _DASH_HINT_RE.search(text):
         text = _DASH_RE.sub(lambda m: _speak_dash(m, language), text)
     text = _UNSPOKEN_RE.sub(" ", text)
     text = _tidy(text)
     return text.translate(_STRAIGHT_QUOTES) if language == "en" else text
+
+
+def _speak_symbol(m: re.Match, language: str) -> str:
+    """A spaced & + = × ÷ in words of the language around it (as written where there is no table)."""
+    return _SYMBOL_WORDS.get(_context(m, language), {}).get(m.group(1), m.group(1))
 
 
 def _speak_dash(m: re.Match, language: str) -> str:

@@ -86,13 +86,15 @@ _RULE_WORDS = {"de": "Uhr", "fr": "heure heures premier", "es": "y de", "ja": "æ
 @lru_cache(maxsize=None)
 def number_words(language: str) -> tuple[str, ...]:
     """num2words' readings of representative numbers in `language` (0 to 100, hundreds, thousands,
-    millions, ..., a decimal, day ordinals), and the scale words that compounds are made of
-    ("hundert", "tausend": "zweitausend" less "zwei"). A reading of any number is made of these."""
+    millions, ..., a decimal, day ordinals), and the pieces that compounds are made of ("hundert",
+    "tausend": "zweitausend" less "zwei"). A reading of any number is made of these."""
     if not supported(language):
         return ()
-    numbers = [*range(101), *(k * 100 for k in range(1, 10)), *(k * 1000 for k in range(1, 10)),
-               *(m * 10**e for e in (6, 9, 12) for m in (1, 2))]
-    said = [num2words(n, lang=language) for n in numbers]
+    scales = [*(k * 100 for k in range(1, 10)), *(k * 1000 for k in range(1, 10)), *(m * 10**e for e in (6, 9, 12) for m in (1, 2))]
+    # n + 1 too: the scale may be said another way with something after it ("cento e um", not "cem").
+    said = [num2words(n, lang=language) for n in [*range(101), *scales, *(n + 1 for n in scales)]]
+    # Italian elides a hundred's last vowel before "otto" and "ottanta" (settecentottanta).
+    said += [num2words(k * 100, lang=language)[:-1] for k in range(1, 10)]
     said.append(num2words("1.5", lang=language))
     try:
         said += [num2words(n, lang=language, to="ordinal") for n in range(1, 32)]
@@ -267,8 +269,21 @@ def speaker(language: str) -> dict[str, Speaker] | None:
     def leave(m: re.Match) -> None:
         return None
 
-    return {
+    speakers = {
         "iso": iso, "us": us, "md": leave, "dm": leave, "time": time, "money": money, "percent": percent,
         "ordinal": leave, "measure": measure, "fraction": leave, "grouped": grouped,
         "range": lambda m: pair(m.group("low"), m.group("high")), "hash": hashed, "number": number,
     }
+    return {kind: _as_written_on_failure(speak) for kind, speak in speakers.items()}
+
+
+def _as_written_on_failure(speak: Speaker) -> Speaker:
+    """`speak`, leaving the match as written where num2words cannot read it (Italian fails on
+    "2500000.99" with a ValueError, Indonesian and Vietnamese on any decimal with an AttributeError):
+    a number read as digits is better than a book that cannot be planned."""
+    def guarded(m: re.Match) -> str | None:
+        try:
+            return speak(m)
+        except (ValueError, ArithmeticError, NotImplementedError, AttributeError):
+            return None
+    return guarded
