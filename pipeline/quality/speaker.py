@@ -32,6 +32,7 @@ PARTIAL_FRAMES = 160  # 1.6 s
 PARTIALS_PER_SECOND = 1.3  # Resemblyzer's default rate
 MIN_COVERAGE = 0.75  # a last partial less covered than this is dropped (unless it is the only one)
 LEVEL_TARGET_DBFS = -30.0  # quiet audio is raised to this (never lowered), as Resemblyzer does
+SILENT_RMS = 1e-4  # -80 dBFS: below this an utterance holds no voice and embeds as a zero vector
 EMBEDDING_SIZE = 256
 
 
@@ -71,7 +72,8 @@ def partial_starts(num_samples: int) -> list[int]:
 
 
 class SpeakerEncoder:
-    """``embed([audio, ...], sample_rate) -> [N, 256]`` unit vectors (zero for silence).
+    """``embed([audio, ...], sample_rate) -> [N, 256]`` unit vectors; silence (below -80 dBFS RMS)
+    gives a zero vector, so its similarity to anything is 0.
 
     Audio is float mono numpy at any rate (resampled to 16 kHz here). ``max_batch`` bounds the
     partials in one LSTM call; a segment's embedding does not depend on what it is batched with
@@ -115,8 +117,13 @@ class SpeakerEncoder:
         """Embeddings of many utterances at once: ``[len(audios), 256]`` float32."""
         partials: list[torch.Tensor] = []
         owner: list[int] = []
+        silent = np.zeros(len(audios), dtype=bool)
         for number, audio in enumerate(audios):
-            wave = self.prepare(audio, sample_rate)
+            samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+            if samples.size == 0 or float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) < SILENT_RMS:
+                silent[number] = True  # before ``prepare``, which would raise its level
+                continue
+            wave = self.prepare(samples, sample_rate)
             starts = partial_starts(wave.numel())
             needed = (starts[-1] + PARTIAL_FRAMES) * HOP
             wave = torch.nn.functional.pad(wave, (0, max(0, needed - wave.numel())))
@@ -125,13 +132,15 @@ class SpeakerEncoder:
                 partials.append(mel[start:start + PARTIAL_FRAMES])
                 owner.append(number)
         if not partials:
-            return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+            return np.zeros((len(audios), EMBEDDING_SIZE), dtype=np.float32)
         stacked = torch.stack(partials)  # P, PARTIAL_FRAMES, MEL_BANDS
         embedded = torch.cat([self.model(stacked[i:i + self.max_batch])
                               for i in range(0, len(stacked), self.max_batch)])  # P, EMBEDDING_SIZE
         sums = torch.zeros(len(audios), EMBEDDING_SIZE, device=embedded.device)
         sums.index_add_(0, torch.tensor(owner, device=embedded.device), embedded)
-        return unit(sums.cpu().numpy())
+        embeddings = unit(sums.cpu().numpy())
+        embeddings[silent] = 0.0
+        return embeddings
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
