@@ -130,11 +130,18 @@ def similarity_plot(rows: Sequence[dict[str, Any]], chapters: Sequence[dict[str,
     to_reference, to_run = _values(rows, "similarity_to_reference"), _values(rows, "similarity_to_run")
     chapter_of = np.array([int(r["chapter_index"]) for r in rows])
     flagged = np.array([is_flagged(r) for r in rows], dtype=bool)
+    unit = "minutes"
+    if len(times) and times.max() > 120:
+        times, unit = times / 60.0, "hours"
     for number, chapter_index in enumerate(dict.fromkeys(chapter_of.tolist())):
-        inside = times[chapter_of == chapter_index]
+        inside = chapter_of == chapter_index
+        left, right = float(times[inside].min()), float(times[inside].max())
         if number % 2:
-            axes.axvspan(inside.min(), inside.max(), color="0.93", lw=0)
-        axes.text(inside.min(), 1.01, str(chapter_index), transform=axes.get_xaxis_transform(), fontsize=7, color="0.4")
+            axes.axvspan(left, right, color="0.93", lw=0)
+        axes.text(left, 1.01, str(chapter_index), transform=axes.get_xaxis_transform(), fontsize=7, color="0.4")
+        if np.isfinite(to_reference[inside]).any():  # the chapter's mean, a step across it
+            axes.hlines(np.nanmean(to_reference[inside]), left, right, color="navy", lw=1.5,
+                        label="chapter mean" if number == 0 else None)
     if np.isfinite(to_reference).any() or np.isfinite(to_run).any():
         axes.plot(times, to_run, ".", ms=3, color="tab:green", alpha=0.35, label="to the run so far")
         axes.plot(times[~flagged], to_reference[~flagged], ".", ms=4, color="tab:blue", label="to the reference")
@@ -142,10 +149,13 @@ def similarity_plot(rows: Sequence[dict[str, Any]], chapters: Sequence[dict[str,
         if options is not None:
             axes.axhline(options.min_similarity, color="tab:red", lw=0.8, ls="--", label=f"floor {options.min_similarity:.2f}")
         axes.set_ylim(min(0.0, float(np.nanmin(np.concatenate([to_reference, to_run]))) - 0.02), 1.0)
-        axes.legend(loc="lower left", fontsize=8, ncols=4)
+        axes.legend(loc="lower left", fontsize=8, ncols=5)
     else:
         axes.text(0.5, 0.5, "speaker similarity not measured", transform=axes.transAxes, ha="center", va="center")
-    axes.set_xlabel("book time (minutes); chapters numbered along the top")
+        axes.set_ylim(0.0, 1.0)
+    if len(times):
+        axes.set_xlim(float(times.min()), float(times.max()) + 1e-6)
+    axes.set_xlabel(f"book time ({unit}); chapters numbered along the top")
     axes.set_ylabel("speaker similarity (cosine)")
     return _png(figure)
 
