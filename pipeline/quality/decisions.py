@@ -42,6 +42,7 @@ class QualityOptions:
     min_similarity_margin: float = 0.05  # ... and at least this far below the median
     min_history: int = 8  # values in the distribution before the relative rule applies
     max_wer: float = 0.5  # PocketSphinx misses ~15% of clean read English: keep this loose
+    wer_sample: float = 1.0  # fraction of segments transcribed (chosen by key): PocketSphinx costs ~0.2 CPU-s per audio-s
     min_wer_words: int = 4  # shorter segments are not judged on WER (one word is 25-100%)
     max_regenerations: int = 2  # then a failing segment is kept and flagged
 
@@ -53,6 +54,8 @@ class QualityOptions:
         for name in ("min_similarity", "min_similarity_to_run"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"quality {name} must lie in [-1, 1]; got {getattr(self, name)}")
+        if not 0.0 <= self.wer_sample <= 1.0:
+            raise ValueError(f"quality wer_sample must lie in [0, 1]; got {self.wer_sample}")
         for name in ("similarity_mads", "min_similarity_margin", "max_wer"):
             if getattr(self, name) < 0:
                 raise ValueError(f"quality {name} must not be negative; got {getattr(self, name)}")

@@ -8,6 +8,7 @@ run's order by the caller.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,14 @@ class Measured:
             wer=self.wer, words=self.words, transcript=self.transcript)
 
 
+def wer_sampled(key: str, fraction: float) -> bool:
+    """Whether the segment with this key is transcribed when only ``fraction`` of segments are: a
+    hash of the key decides, so a rerun under any schedule measures the same segments."""
+    if fraction >= 1.0:
+        return True
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") < fraction * 2.0**64
+
+
 class QualityMeasurer:
     """Holds the speaker encoder and the ASR (each loaded only if its measure is on)."""
 
@@ -54,10 +63,12 @@ class QualityMeasurer:
         return self.encoder.embed([audio], sample_rate)[0]
 
     def measure(self, audios: Sequence[np.ndarray], sample_rate: int, texts: Sequence[str],
-                languages: Sequence[str]) -> list[Measured]:
-        """Embeddings in one batch, transcripts in one batch per language."""
-        if not len(audios) == len(texts) == len(languages):
-            raise ValueError(f"{len(audios)} audios, {len(texts)} texts and {len(languages)} languages")
+                languages: Sequence[str], keys: Sequence[str] | None = None) -> list[Measured]:
+        """Embeddings in one batch, transcripts in one batch per language. ``keys`` (the segments'
+        keys) choose the WER sample when ``options.wer_sample`` < 1; without keys all are measured."""
+        if not len(audios) == len(texts) == len(languages) == (len(audios) if keys is None else len(keys)):
+            raise ValueError(f"{len(audios)} audios, {len(texts)} texts, {len(languages)} languages"
+                             + ("" if keys is None else f" and {len(keys)} keys"))
         embeddings: Sequence[np.ndarray | None] = [None] * len(audios)
         if self.encoder is not None and len(audios):
             embeddings = list(self.encoder.embed(audios, sample_rate))
@@ -65,7 +76,8 @@ class QualityMeasurer:
         transcripts: list[str | None] = [None] * len(audios)
         if self.asr is not None:
             for language in sorted(set(languages)):
-                members = [i for i, lang in enumerate(languages) if lang == language and words[i]]
+                members = [i for i, lang in enumerate(languages) if lang == language and words[i]
+                           and (keys is None or wer_sampled(keys[i], self.options.wer_sample))]
                 heard = self.asr.transcribe([audios[i] for i in members], sample_rate, language) if members else None
                 for i, text in zip(members, heard or []):
                     transcripts[i] = text

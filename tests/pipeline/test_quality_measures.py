@@ -169,3 +169,57 @@ def test_options_are_checked():
         QualityOptions(asr="whisper")
     with pytest.raises(ValueError, match="max_wer"):
         QualityOptions(max_wer=-1)
+
+
+# --- the measurer, with a stand-in recognizer ----------------------------------------------
+
+
+class EchoASR:
+    """Hears English only, and hears each audio's first sample as the index of a transcript."""
+
+    name = "echo"
+
+    def __init__(self, heard: list[str]) -> None:
+        self.heard = heard
+        self.calls: list[tuple[str, int]] = []
+
+    def transcribe(self, audio_batch, sample_rate, language):
+        self.calls.append((language, len(audio_batch)))
+        if language != "en":
+            return None
+        return [self.heard[int(audio[0])] for audio in audio_batch]
+
+
+def test_the_measurer_batches_per_language_and_measures_what_it_can():
+    from pipeline.quality import QualityMeasurer
+
+    heard = ["call me ishmael", "some years ago never mind", "x"]
+    asr = EchoASR(heard)
+    measurer = QualityMeasurer(QualityOptions(similarity=False), asr=asr)
+    assert measurer.encoder is None and measurer.reference_embedding(np.ones(100), 24_000) is None
+    audios = [np.full(10, i, np.float32) for i in range(3)] + [np.zeros(10, np.float32)]
+    texts = ["Call me Ishmael.", "Some years ago, never mind how long", "\u592a\u9633\u7cfb", "..."]
+    measured = measurer.measure(audios, 24_000, texts, ["en", "en", "zh", "en"])
+    assert sorted(asr.calls) == [("en", 2), ("zh", 1)]  # one batch per language; no words, no transcription
+    assert [m.wer for m in measured] == [0.0, pytest.approx(2 / 7), None, None]
+    assert [m.words for m in measured] == [3, 7, 1, 0]
+    assert measured[1].transcript == heard[1] and measured[2].transcript is None
+    assert all(m.embedding is None for m in measured)
+    assert measured[0].with_run(None, 0).similarity_to_reference is None
+    with pytest.raises(ValueError, match="3 texts"):
+        measurer.measure(audios, 24_000, texts[:3], ["en"] * 4)
+
+
+def test_the_wer_sample_is_chosen_by_key_whatever_the_batch():
+    from pipeline.quality import QualityMeasurer
+    from pipeline.quality.measures import wer_sampled
+
+    keys = [f"segment-{i}" for i in range(2000)]
+    chosen = [k for k in keys if wer_sampled(k, 0.25)]
+    assert 400 < len(chosen) < 600 and all(wer_sampled(k, 1.0) for k in keys) and not any(wer_sampled(k, 0.0) for k in keys)
+    assert set(chosen) <= {k for k in keys if wer_sampled(k, 0.5)}  # a larger sample holds a smaller one
+    measurer = QualityMeasurer(QualityOptions(similarity=False, wer_sample=0.25), asr=EchoASR(["a b c"]))
+    audios, texts = [np.zeros(10, np.float32)] * 40, ["a b c"] * 40
+    together = measurer.measure(audios, 24_000, texts, ["en"] * 40, keys=keys[:40])
+    alone = [measurer.measure(audios[:1], 24_000, texts[:1], ["en"], keys=[k])[0] for k in keys[:40]]
+    assert [m.wer for m in together] == [m.wer for m in alone] == [0.0 if k in chosen else None for k in keys[:40]]
