@@ -233,10 +233,13 @@ def deliver(
         overshoot = max(0.0, measured.true_peak_dbtp - source_peak)
         if target.adjust_loudness and math.isfinite(measured.lufs):
             level_lufs = (target.target_lufs if level_lufs is None else level_lufs) + target.target_lufs - measured.lufs
+        as_is = limit_db is None
         current_limit = target.peak_limit_db if limit_db is None else limit_db
-        if measured.true_peak_dbtp > target.peak_limit_db:
+        if measured.true_peak_dbtp > target.peak_limit_db or as_is:
+            # (a source that went as it was, and passed the peak, keeps the room it had
+            # for the overshoot: only its loudness is corrected)
             # the last pass makes sure of the peak, whatever it costs in loudness
-            extra = 0.5 if attempt == target.max_passes - 1 else 0.0
+            extra = 0.5 if not as_is and attempt == target.max_passes - 1 else 0.0
             limit_db = min(current_limit, target.peak_limit_db - overshoot - _SAFETY_DB - extra)
         else:
             limit_db = current_limit

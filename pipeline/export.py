@@ -442,3 +442,135 @@ def write_m4b(
             partial.unlink(missing_ok=True)
             raise
     return _publish(partial, destination)
+
+
+# --- M4B joined from per-chapter AAC by stream copy --------------------------------------
+
+AAC_FRAME = 1024  # samples per AAC-LC frame; FFmpeg's encoder also delays its output by one frame
+
+
+@dataclass(frozen=True)
+class BookPart:
+    """A chapter's audio for the M4B: a raw AAC (ADTS) stream, joined to the others by copy.
+
+    The stream holds ``frames`` frames of 1024 samples: first the encoder's priming frame,
+    then the chapter with its first ``head_trim`` samples (silence) left out, padded with
+    silence to a whole frame. Chapter sample ``i`` therefore decodes at ``1024 - head_trim + i``
+    within the part; with ``head_trim`` = 1024 the priming takes the place of the silence
+    left out, and a chapter of ``num_samples`` (a multiple of 1024) fills exactly its span.
+    """
+
+    path: str
+    frames: int
+    head_trim: int
+    num_samples: int  # the chapter's length (its master)
+
+    @property
+    def offset(self) -> int:
+        """Where chapter sample 0 decodes within the part."""
+        return AAC_FRAME - self.head_trim
+
+
+def part_frames(num_samples: int, head_trim: int) -> int:
+    """Frames FFmpeg's AAC encoder writes for the chapter less ``head_trim`` samples, padded
+    to whole frames: one priming frame plus ``ceil(samples / 1024)``."""
+    return -(-(num_samples - head_trim) // AAC_FRAME) + 1
+
+
+def encode_adts(
+    pcm: PcmSource, destination: str | Path, sample_rate: int, bitrate: str | int = "64k", speed: str = "fast",
+) -> Path:
+    """Encode mono float PCM to a raw AAC stream (ADTS), the form that joins by concatenation."""
+    destination = Path(destination)
+    partial = _partial_path(destination)
+    args = [*pcm_input_args(sample_rate), *encoder_args("aac", bitrate, speed), "-f", "adts", str(partial)]
+    try:
+        run_ffmpeg(args, f"encoding {destination.name} as AAC", pcm=pcm)
+    except Exception:
+        partial.unlink(missing_ok=True)
+        raise
+    return _publish(partial, destination)
+
+
+def adts_frame_count(path: str | Path) -> int:
+    """Frames in an ADTS stream, counted from their headers (13-bit frame lengths)."""
+    data = Path(path).read_bytes()
+    count = position = 0
+    while position + 7 <= len(data):
+        if data[position] != 0xFF or data[position + 1] & 0xF0 != 0xF0:
+            raise ValueError(f"{path} is not an ADTS stream (no sync word at byte {position})")
+        length = ((data[position + 3] & 0x03) << 11) | (data[position + 4] << 3) | (data[position + 5] >> 5)
+        if length < 7:
+            raise ValueError(f"{path}: corrupt ADTS frame at byte {position}")
+        position += length
+        count += 1
+    if position != len(data):
+        raise ValueError(f"{path}: truncated ADTS frame at the end")
+    return count
+
+
+def part_positions(parts: Sequence[BookPart]) -> list[tuple[int, int]]:
+    """(start, end) in samples of each chapter in the joined stream: where its sample 0 and
+    its last sample decode (the first chapter's priming is part of the book's first frame)."""
+    positions = []
+    block = 0
+    for part in parts:
+        start = block + part.offset
+        positions.append((start, start + part.num_samples))
+        block += part.frames * AAC_FRAME
+    return positions
+
+
+def write_m4b_from_parts(
+    parts: Sequence[BookPart],
+    titles: Sequence[str],
+    destination: str | Path,
+    sample_rate: int,
+    title: str,
+    author: str | None = None,
+    cover: Cover | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    language: str | None = None,
+) -> Path:
+    """The M4B from the chapters' AAC streams joined by stream copy (no re-encode): chapter
+    markers where each chapter's audio really is, tags, cover, ``M4B `` brand, audiobook kind.
+
+    A marker starts where the chapter's sample 0 decodes and ends where the next one starts
+    (the last ends with the stream)."""
+    if not parts:
+        raise ValueError("write_m4b_from_parts needs at least one chapter")
+    if len(titles) != len(parts):
+        raise ValueError(f"{len(parts)} parts but {len(titles)} titles")
+    destination = Path(destination)
+    partial = _partial_path(destination)
+    tags = Tags(title=title, album=title, artist=author or None, language=language,
+                cover=None if cover is None else portable_cover(cover), audiobook=True)
+    starts = [start for start, _ in part_positions(parts)]
+    total = sum(p.frames for p in parts) * AAC_FRAME
+    bounds = [*starts[1:], total]
+    starts[0] = 0  # the book opens with the first chapter, whatever silence leads into it
+    marks = [(_ms(start, sample_rate), _ms(end, sample_rate), name) for start, end, name in zip(starts, bounds, titles)]
+    with tempfile.TemporaryDirectory(prefix=".m4b-", dir=destination.parent) as work:
+        work_dir = Path(work)
+        metadata = work_dir / "metadata.txt"
+        metadata.write_text(ffmetadata(dict(extra_tags or {}), marks), encoding="utf-8")
+        joined = work_dir / "book.aac"
+        with open(joined, "wb") as sink:  # ADTS frames are self-contained: the join is a concatenation
+            for part in parts:
+                with open(part.path, "rb") as source:
+                    shutil.copyfileobj(source, sink, 1 << 22)
+        args = ["-f", "aac", "-i", str(joined), "-f", "ffmetadata", "-i", str(metadata)]
+        args += ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1", "-c:a", "copy"]
+        args += _stream_language_args(lossy_format("aac"), language)
+        args += ["-brand", "M4B ", "-movflags", "+faststart", "-f", "ipod", str(partial)]
+        try:
+            run_ffmpeg(args, f"joining the M4B {destination.name}")
+            write_tags(partial, tags)
+        except Exception:
+            partial.unlink(missing_ok=True)
+            raise
+    return _publish(partial, destination)
+
+
+def _ms(samples: int, sample_rate: int) -> int:
+    return (samples * 1000 + sample_rate // 2) // sample_rate

@@ -9,12 +9,14 @@ other options. Nothing here needs the model, Ray or Hydra.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import soundfile
 
 from pipeline import deliver, export, loudness, stitch, subtitles
 from pipeline.tags import Cover, Tags
@@ -40,6 +42,9 @@ class FinishOptions:
     subtitles: str | None = "sentences"  # SRT + WebVTT: sentences (2 x 42 chars, <= 7 s) | segments | None
     write_m4b: bool = True
     m4b_bitrate: str = "64k"
+    # masters that lossy files are made from are limited this much further under the ceiling,
+    # so that the encoders' overshoot (0.5 to 0.8 dB at 64 kbit/s) still passes at the first encode
+    lossy_headroom_db: float = 1.0
     encoder_speed: str = "fast"  # lossy encoders (chapters and M4B): fast | quality
 
     def __post_init__(self) -> None:
@@ -65,16 +70,27 @@ class FinishOptions:
             raise ValueError(f"true_peak_db must be between -20 and 0 dBTP, got {self.true_peak_db}")
         if self.fade_ms < 0:
             raise ValueError(f"fade_ms must be >= 0, got {self.fade_ms}")
+        if not 0.0 <= self.lossy_headroom_db <= 6.0:
+            raise ValueError(f"lossy_headroom_db must be within 0..6 dB, got {self.lossy_headroom_db}")
 
     @property
     def target(self) -> float:
         return loudness.resolve_target(self.loudness_preset, self.target_lufs)
 
     @property
+    def makes_lossy(self) -> bool:
+        """Lossy files are made from the masters, all at bitrates the lossy headroom covers."""
+        bitrates = ([self.lossy_bitrate] if self.lossy_format is not None else []) + \
+            ([self.m4b_bitrate] if self.write_m4b else [])
+        return bool(bitrates) and all(_covered_by_headroom(b) for b in bitrates)
+
+    @property
     def limiter(self) -> loudness.LimiterOptions:
-        """The masters' limiter: it holds them under the ceiling less the guard."""
+        """The masters' limiter: it holds them under the ceiling less the guard, and less the
+        lossy headroom when lossy files are made from them."""
+        headroom = self.lossy_headroom_db if self.makes_lossy else 0.0
         return loudness.LimiterOptions(
-            ceiling_db=self.true_peak_db - self.peak_guard_db,
+            ceiling_db=self.true_peak_db - self.peak_guard_db - headroom,
             lookahead_ms=self.limiter_lookahead_ms,
             release_db_per_s=self.limiter_release_db_per_s,
         )
@@ -135,6 +151,8 @@ class FinishedChapter:
     segments: list[dict[str, Any]]  # timing rows, one per segment (see ``segment_rows``)
     flac: deliver.Delivered | None = None  # the FLAC file as measured after writing
     lossy: deliver.Delivered | None = None  # the lossy file as measured after encoding
+    m4b_part: export.BookPart | None = None  # this chapter's AAC for the M4B (joined by copy)
+    m4b_part_figures: deliver.Delivered | None = None  # that stream as measured after encoding
 
     @property
     def duration_s(self) -> float:
@@ -142,7 +160,7 @@ class FinishedChapter:
 
     def chapter_row(self) -> dict[str, Any]:
         """This chapter as one flat row for the Parquet index (everything but segments)."""
-        row = {k: v for k, v in asdict(self).items() if k not in ("segments", "flac", "lossy")}
+        row = {k: v for k, v in asdict(self).items() if k not in ("segments", "flac", "lossy", "m4b_part", "m4b_part_figures")}
         row["duration_s"] = self.duration_s
         for name in ("flac", "lossy"):
             delivered = getattr(self, name)
@@ -227,22 +245,31 @@ def finish_chapter(
         lead_in=stitch.seconds_to_samples(options.pauses.lead_in_s, rate),
         fade_samples=int(round(options.fade_ms * 1e-3 * rate)),
     )
+    spans, inserted = stitched.spans, stitched.pauses.copy()
+    chapter_audio = stitched.audio
+    if options.write_m4b:
+        # a whole number of AAC frames: then every chapter starts on a frame of the joined M4B
+        # and its AAC stream fills exactly its span (see ``export.BookPart``)
+        pad = -len(chapter_audio) % export.AAC_FRAME
+        if pad:
+            chapter_audio = np.concatenate([chapter_audio, np.zeros(pad, dtype=np.float32)])
+            inserted[-1] += pad
     level = loudness.normalize_loudness(
-        stitched.audio,
+        chapter_audio,
         rate,
         options.target,
         limiter=options.limiter,
         near_silent_lufs=options.near_silent_lufs,
     )
     num_samples = len(level.audio)
-    spans, inserted = stitched.spans, stitched.pauses
-    del stitched  # only the normalized copy is needed from here on
+    del stitched, chapter_audio  # only the normalized copy is needed from here on
     target = options.delivery(adjust_loudness=not level.near_silent)
 
-    # The lossy file (encoded by FFmpeg through a pipe, decoded and measured, maybe again)
-    # is made while the FLAC master is written and measured: two cores busy instead of one.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        lossy_job = None
+    # The lossy file and the chapter's AAC for the M4B are encoded by FFmpeg (through pipes),
+    # decoded and measured, while the FLAC master is written: the encoders run side by side.
+    # The master already keeps the lossy headroom, so the first encode normally passes.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        lossy_job = part_job = None
         if options.lossy_format is not None:
             fmt = export.lossy_format(options.lossy_format)
 
@@ -251,7 +278,11 @@ def finish_chapter(
                                            speed=options.encoder_speed, sample_rate=rate)
 
             lossy_job = pool.submit(deliver.deliver, [level.audio], rate, out / f"{stem}.{fmt.extension}",
-                                    write_lossy, target, level.true_peak_dbtp)
+                                    write_lossy, target, level.true_peak_dbtp,
+                                    probe=not _headroom_suffices(options, options.lossy_bitrate))
+        if options.write_m4b:
+            part_job = pool.submit(make_book_part, level.audio, part_path(out, stem), export.AAC_FRAME, options,
+                                   target, level.true_peak_dbtp)
         # FLAC is lossless: the file holds ``level.audio`` to 24 bits (an error under 1e-6 dB),
         # so the master's own measurement is the file's (the tests check it with FFmpeg's meter)
         flac_path = export.write_flac(out / f"{stem}.flac", level.audio, rate, subtype=options.flac_subtype, tags=tags)
@@ -259,6 +290,7 @@ def finish_chapter(
                                  options.limiter.ceiling_db, target.passes_figures(level.output_lufs,
                                                                                  level.true_peak_dbtp))
         lossy = None if lossy_job is None else lossy_job.result()
+        part, part_figures = (None, None) if part_job is None else part_job.result()
 
     rows = segment_rows(chapter_index, segments, spans, inserted, rate)
     srt_path = vtt_path = None
@@ -285,7 +317,97 @@ def finish_chapter(
         segments=rows,
         flac=flac,
         lossy=lossy,
+        m4b_part=part,
+        m4b_part_figures=part_figures,
     )
+
+
+# the bitrate from which ``lossy_headroom_db`` (1 dB) covers the encoders' overshoot on speech
+_HEADROOM_BITS = 64_000
+
+
+def _covered_by_headroom(bitrate: str) -> bool:
+    text = export.normalize_bitrate(bitrate)
+    return (int(text[:-1]) * 1000 if text.endswith("k") else int(text)) >= _HEADROOM_BITS
+
+
+def _headroom_suffices(options: FinishOptions, bitrate: str) -> bool:
+    """Whether the master can go to the encoder as it is for the first pass: it keeps the
+    lossy headroom (every lossy bitrate is high enough for it). Otherwise a probe of a few
+    excerpts predicts the encoder's loudness change and overshoot for the first pass
+    (slower: the whole source is leveled and limited again)."""
+    return options.makes_lossy and options.lossy_headroom_db >= 1.0
+
+
+def part_path(out_dir: str | Path, stem: str) -> Path:
+    """Where a chapter's AAC stream for the M4B waits for ``finish_book`` (a hidden file)."""
+    return Path(out_dir) / f".{stem}.m4b.aac"
+
+
+def _part_plan(audio: np.ndarray, head_trim: int) -> tuple[int, int, int]:
+    """(head_trim, frames, tail_cut) for a chapter's AAC stream that should leave out its first
+    ``head_trim`` samples (negative: prepend that much silence).
+
+    Only silence may be left out. When the head is not silent, the same number of frames
+    is kept by cutting the tail instead (if that is silent: the chapter then decodes one
+    frame late within its span); failing both, the stream is a frame longer than the span.
+    """
+    n = len(audio)
+    frames = export.part_frames(n, head_trim)
+    if head_trim <= 0 or not audio[:head_trim].any():
+        return head_trim, frames, 0
+    kept = (frames - 1) * export.AAC_FRAME
+    if kept <= n and not audio[kept:].any():
+        return 0, frames, n - kept
+    return 0, export.part_frames(n, 0), 0
+
+
+def _exactly(pieces, count: int):
+    """The samples of ``pieces``, cut or padded with silence to exactly ``count``."""
+    left = count
+    for piece in pieces:
+        if left <= 0:
+            break
+        piece = piece[:left]
+        left -= len(piece)
+        yield piece
+    if left > 0:
+        yield np.zeros(left, dtype=np.float32)
+
+
+def make_book_part(
+    audio: np.ndarray,
+    destination: Path,
+    head_trim: int,
+    options: FinishOptions,
+    target: deliver.DeliveryTarget | None = None,
+    source_peak_db: float | None = None,
+) -> tuple[export.BookPart, deliver.Delivered | None]:
+    """Encode a chapter's master as its AAC stream for the M4B (see ``export.BookPart``).
+
+    With ``target`` the stream is measured after encoding and corrected until it passes,
+    like every delivered file (the M4B is these streams, copied); without, it is encoded once.
+    """
+    head_trim, frames, _ = _part_plan(audio, head_trim)
+    count = (frames - 1) * export.AAC_FRAME
+    source = audio[max(0, head_trim):]
+    if head_trim < 0:
+        source = np.concatenate([np.zeros(-head_trim, dtype=np.float32), audio])
+    rate = options.sample_rate
+
+    def write(pcm, path: Path) -> Path:
+        return export.encode_adts(_exactly(pcm, count), path, rate, options.m4b_bitrate, options.encoder_speed)
+
+    if target is None:
+        path, figures = write(iter([source]), destination), None
+    else:
+        figures = deliver.deliver([source], rate, destination, write, target, source_peak_db,
+                                  probe=not _headroom_suffices(options, options.m4b_bitrate))
+        path = Path(figures.path)
+    written = export.adts_frame_count(path)
+    if written != frames:
+        raise export.FfmpegError(f"{path.name}: the AAC encoder wrote {written} frames where {frames} were expected")
+    return export.BookPart(str(path), frames, head_trim, len(audio)), figures
 
 
 def finish_book(
@@ -297,9 +419,13 @@ def finish_book(
     options: FinishOptions = FinishOptions(),
     language: str | None = None,
 ) -> deliver.Delivered | None:
-    """Write the book's M4B from finished chapters (in the given order), measured and
-    corrected like every delivered file; ``None`` when ``options.write_m4b`` is off.
+    """Write the book's M4B from finished chapters (in the given order), measured like every
+    delivered file; ``None`` when ``options.write_m4b`` is off.
 
+    The M4B is the chapters' AAC streams joined by stream copy (``export.write_m4b_from_parts``):
+    no encode of the whole book. A chapter without its stream (finished elsewhere, or by
+    hand) gets one here from its FLAC master. Should the joined file miss the target, the
+    book is encoded whole from the masters instead and corrected like any delivered file.
     The book's loudness is corrected only when its chapters are on target (a near-silent
     chapter is never boosted, here either)."""
     if not options.write_m4b:
@@ -311,14 +437,75 @@ def finish_book(
     if len(rates) > 1:
         raise ValueError(f"chapters have different sample rates {sorted(rates)}; finish them with one setting")
     rate = ordered[0].sample_rate
-    book_chapters = [export.BookChapter(path=c.flac_path, title=c.title, num_samples=c.num_samples) for c in ordered]
+    out_path = Path(out_path)
     on_target = all(not c.near_silent and abs(c.output_lufs - options.target) <= options.loudness_tolerance_lu
                     for c in ordered)
+    target = options.delivery(adjust_loudness=on_target)
+
+    parts = _book_parts(ordered, out_path.parent, options)
+    joined = export.write_m4b_from_parts(parts, [c.title for c in ordered], out_path, rate, title, author, cover,
+                                         language=language)
+    measured = deliver.measure_file(joined)
+    made_here = [p for p, c in zip(parts, ordered) if c.m4b_part is None or p.path != c.m4b_part.path]
+    if target.passes(measured):
+        for part in parts:
+            Path(part.path).unlink(missing_ok=True)
+        passes = max([1] + [c.m4b_part_figures.passes for c in ordered if c.m4b_part_figures is not None])
+        return deliver.Delivered(str(joined), measured.lufs, measured.true_peak_dbtp, passes, None,
+                                 target.peak_limit_db, True)
+    for part in made_here:
+        Path(part.path).unlink(missing_ok=True)
+
+    # the joined streams miss (masters limited without the lossy headroom, say): one encode
+    # of the whole book from the masters, measured and corrected
+    book_chapters = [export.BookChapter(path=c.flac_path, title=c.title, num_samples=c.num_samples) for c in ordered]
 
     def write(pcm, destination: Path) -> Path:
         return export.write_m4b(book_chapters, destination, sample_rate=rate, title=title, author=author, cover=cover,
                                 bitrate=options.m4b_bitrate, speed=options.encoder_speed, language=language, pcm=pcm)
 
     peak = max(c.true_peak_dbtp for c in ordered)
-    return deliver.deliver([c.flac_path for c in ordered], rate, out_path, write,
-                           options.delivery(adjust_loudness=on_target), peak)
+    delivered = deliver.deliver([c.flac_path for c in ordered], rate, out_path, write, target, peak)
+    for part in parts:
+        Path(part.path).unlink(missing_ok=True)
+    return delivered
+
+
+def _book_parts(chapters: Sequence[FinishedChapter], work_dir: Path, options: FinishOptions) -> list[export.BookPart]:
+    """Each chapter's AAC stream, made here from the master where the chapter has none.
+
+    A stream made here leaves out as much leading silence as puts the chapter's audio where
+    the sum of the preceding chapters' lengths says (see ``export.BookPart``)."""
+    parts: list[export.BookPart | None] = []
+    todo = []
+    block = position = 0  # where the next part begins in the joined stream; where its chapter should
+    for chapter in chapters:
+        part = chapter.m4b_part
+        if part is None or not Path(part.path).is_file() or part.num_samples != chapter.num_samples:
+            head_trim = block + export.AAC_FRAME - position
+            audio = _load_master(chapter.flac_path)
+            head_trim, frames, _ = _part_plan(audio, head_trim)
+            del audio
+            todo.append((len(parts), chapter, head_trim))
+            parts.append(None)
+        else:
+            frames = part.frames
+            parts.append(part)
+        block += frames * export.AAC_FRAME
+        position += chapter.num_samples
+
+    def make(item: tuple[int, FinishedChapter, int]) -> export.BookPart:
+        _, chapter, head_trim = item
+        destination = part_path(work_dir, f"book-{chapter.chapter_index:03d}-{Path(chapter.flac_path).stem}")
+        return make_book_part(_load_master(chapter.flac_path), destination, head_trim, options)[0]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        for (index, _, _), part in zip(todo, pool.map(make, todo)):
+            parts[index] = part
+    return parts
+
+
+def _load_master(path: str) -> np.ndarray:
+    audio, _ = soundfile.read(path, dtype="float32", always_2d=False)
+    return audio if audio.ndim == 1 else audio.mean(axis=1)
+

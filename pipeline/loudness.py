@@ -161,9 +161,12 @@ def _pyloudnorm_loudness(x: np.ndarray, sample_rate: int) -> float:
 
 # --- true peak ---------------------------------------------------------------------------
 
-_FRAME = 4096  # FFT size of the overlap-save convolution
-_HOP = 4064  # output samples per frame: a multiple of _CONTROL_BLOCK, and <= _FRAME - 20
-_GROUP = 256  # frames handled together (about 1 M samples)
+# Short frames: a frame is skipped when the bound says none of its points can reach the
+# threshold, and the bound is decided by the frame's largest sample, so the shorter the
+# frame the more of a limited, loud signal is skipped (about 30% computed instead of 80%)
+_FRAME = 256  # FFT size of the overlap-save convolution
+_HOP = 224  # output samples per frame: a multiple of _CONTROL_BLOCK, and <= _FRAME - 20
+_GROUP = 4096  # frames handled together (about 0.9 M samples)
 
 
 @functools.lru_cache(maxsize=1)
