@@ -80,7 +80,8 @@ def korean_native(n: int) -> str:
 
 
 # Words the speakers below say beyond numbers and the tables above (time, dates, "number 5").
-_RULE_WORDS = {"de": "Uhr", "fr": "heure heures premier", "es": "y de", "ja": "時 分 年 月 日 番", "ko": "시 분 년 월 일 번"}
+_RULE_WORDS = {"de": "Uhr", "fr": "heure heures premier", "es": "y de", "ja": "時 分 年 月 日 番",
+               "ko": "시 분 년 월 일 번"}
 
 
 @lru_cache(maxsize=None)
@@ -90,7 +91,8 @@ def number_words(language: str) -> tuple[str, ...]:
     "tausend": "zweitausend" less "zwei"). A reading of any number is made of these."""
     if not supported(language):
         return ()
-    scales = [*(k * 100 for k in range(1, 10)), *(k * 1000 for k in range(1, 10)), *(m * 10**e for e in (6, 9, 12) for m in (1, 2))]
+    scales = [*(k * 100 for k in range(1, 10)), *(k * 1000 for k in range(1, 10)),
+              *(m * 10**e for e in (6, 9, 12) for m in (1, 2))]
     # n + 1 too: the scale may be said another way with something after it ("cento e um", not "cem").
     said = [num2words(n, lang=language) for n in [*range(101), *scales, *(n + 1 for n in scales)]]
     # Italian elides a hundred's last vowel before "otto" and "ottanta" (settecentottanta).
