@@ -264,7 +264,8 @@ class _Planner:
                     segment_index=len(segments), paragraph_index=paragraph_index, text=text,
                     model_text=model_text, boundary=cut.boundary, est_frames=seconds_to_frames(seconds),
                     language=language, lexicon_entries=tuple(used),
-                    key=self.key_inputs.key(model_text, previous_text), pause_s=cut.pause_s, run_index=run_index,
+                    key=self.key_inputs.key(model_text, previous_text, language), pause_s=cut.pause_s,
+                    run_index=run_index,
                 ))
                 previous_text = model_text
             self._memo.clear()

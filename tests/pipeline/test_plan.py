@@ -481,3 +481,17 @@ def test_long_chapters_are_cut_into_runs_at_paragraph_boundaries():
     whole = build_plan(book, PlanOptions(max_run_seconds=10_000), None, KEYS)
     assert {s.run_index for s in whole.segments} == {0}
     assert [s.text for s in whole.segments] == [s.text for s in plan.segments]  # runs never move a cut
+
+
+def test_keys_name_the_language_only_for_checkpoints_that_read_language_tags(tmp_path):
+    book_file = tmp_path / "two.md"
+    book_file.write_text("# Two\n\n## One\n\nThe tide came in at dawn, and the boats were pulled up on the beach before "
+                         "the storm.\n\n## Deux\n\nLa marée est montée ce matin, et les bateaux étaient déjà sur la "
+                         "plage avant la tempête.\n", encoding="utf-8")
+    plain_keys = KeyInputs(voice_id="v", model_id="m", model_revision="r")
+    tagged_keys = KeyInputs(voice_id="v", model_id="m", model_revision="r", language_tags=True)
+    plain = build_plan(read_book(book_file), PlanOptions(), None, plain_keys).segments
+    tagged = build_plan(read_book(book_file), PlanOptions(), None, tagged_keys).segments
+    assert {"en", "fr"} <= {s.language for s in tagged}
+    assert [p.model_text for p in plain] == [t.model_text for t in tagged]
+    assert all(p.key != t.key for p, t in zip(plain, tagged))  # the language is part of every tagged key
