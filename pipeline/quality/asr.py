@@ -72,7 +72,7 @@ class WhisperASR:
     """A Whisper-family model (transformers ``WhisperForConditionalGeneration``) from a local folder
     holding ``config.json``, ``*.safetensors`` and the processor files. Never downloads: a folder
     without safetensors weights is an error naming what is missing. English-only checkpoints
-    (``*.en``) hear English only; multilingual ones hear the languages their tokenizer names."""
+    (``*.en``) hear English only; multilingual ones the languages their generation config lists."""
 
     name = "whisper"
 
@@ -89,13 +89,14 @@ class WhisperASR:
         self.model.eval().to(device)
         self.device = device
         self.max_batch = max_batch
-        self.max_new_tokens = max_new_tokens
-        tokenizer = self.processor.tokenizer
-        vocabulary = set(tokenizer.get_vocab())
-        self.multilingual = "<|zh|>" in vocabulary
-        self.languages = {base_language(t.strip("<|>")) for t in vocabulary
-                          if t.startswith("<|") and t.endswith("|>") and 2 <= len(t) - 4 <= 3 and t[2:-2].isalpha()} \
-            if self.multilingual else {"en"}
+        # The forced prompt (start, language, task, no timestamps) shares the decoder's positions.
+        self.max_new_tokens = min(max_new_tokens, self.model.config.max_target_positions - 5)
+        # Multilingual checkpoints say so in their generation config and list their language tokens
+        # there; English-only ones (*.en) share the tokenizer but take no language.
+        generation = self.model.generation_config
+        self.multilingual = bool(getattr(generation, "is_multilingual", False))
+        tokens = getattr(generation, "lang_to_id", None) or {}
+        self.languages = {base_language(token.strip("<|>")) for token in tokens} if self.multilingual else {"en"}
 
     def transcribe(self, audio_batch: Sequence[np.ndarray], sample_rate: int, language: str) -> list[str] | None:
         import torch

@@ -26,6 +26,18 @@ RATE = 24_000
 RECORDINGS = ("reference_en.m4a", "reference_en_1.mp3", "reference_02_s1.wav", "reference_zh.wav")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the LSTM's many small products lose 10x and more to a second thread
+    when the cores are shared (as on the test machines)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def voices(shared_data) -> dict[str, np.ndarray]:
     from moss_model.audio_io import load_audio
@@ -167,6 +179,67 @@ def test_whisper_from_a_local_folder_hears_the_english_reference(voices, transcr
     wer = word_error_rate(transcripts["reference_en.m4a"], heard)
     print(f"whisper heard {heard!r}: WER {wer:.3f}")
     assert wer <= 0.15
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet (what a Whisper tokenizer's vocab.json is written in)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    codes, extra = printable[:], 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, codes)))
+
+
+def write_tiny_whisper(folder):
+    """A random-weight Whisper in the layout of a released checkpoint (byte-level tokenizer, no
+    merges; English and Chinese language tokens), saved as safetensors."""
+    import json
+
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(bytes_to_unicode().values())}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token=end,
+                                 bos_token=end, eos_token=end, pad_token=end)
+    specials = ["<|startoftranscript|>", "<|en|>", "<|zh|>", "<|translate|>", "<|transcribe|>", "<|notimestamps|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in [end, *specials]}
+    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                           max_source_positions=1500, max_target_positions=32, pad_token_id=ids[end],
+                           bos_token_id=ids[end], eos_token_id=ids[end],
+                           decoder_start_token_id=ids["<|startoftranscript|>"])
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[end], pad_token_id=ids[end],
+        bos_token_id=ids[end], is_multilingual=True, no_timestamps_token_id=ids["<|notimestamps|>"],
+        lang_to_id={"<|en|>": ids["<|en|>"], "<|zh|>": ids["<|zh|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]})
+    model.save_pretrained(folder)
+    WhisperProcessor(WhisperFeatureExtractor(), tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_whisper_loads_a_local_folder_and_transcribes_batches(tmp_path):
+    """The code path with a random-weight model: its transcripts are noise, but one per audio."""
+    from pipeline.quality import WhisperASR
+
+    folder = write_tiny_whisper(tmp_path / "tiny-whisper")
+    asr = WhisperASR(folder, max_batch=2)
+    assert asr.multilingual and asr.languages == {"en", "zh"} and asr.max_new_tokens == 27
+    rng = np.random.default_rng(0)
+    audios = [0.1 * rng.standard_normal(RATE // 2).astype(np.float32) for _ in range(3)]
+    heard = asr.transcribe(audios, RATE, "en-US")
+    assert isinstance(heard, list) and len(heard) == 3 and all(isinstance(t, str) for t in heard)
+    assert asr.transcribe(audios[:1], RATE, "de") is None  # a language it does not hear: not measured
 
 
 def test_whisper_never_downloads(tmp_path):
