@@ -195,6 +195,9 @@ class NarratorActor:
     def progress(self) -> dict:
         return self.narrator.progress()
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
 
 def narrate_runs(runs: list[RunTask], setup: RunSetup, store: SegmentStore, total: int) -> list[ChapterReport]:
     """All runs through the actors, with a progress bar fed from the store."""
@@ -207,12 +210,16 @@ def narrate_runs(runs: list[RunTask], setup: RunSetup, store: SegmentStore, tota
         stored = store.keys()
     pending = [r for r in runs if any(s.key not in stored for s in r.segments)]
     shares = share_out(pending, min(setup.cluster.num_actors, len(pending)))
-    # A dead actor is restarted and its call retried: it rebuilds its state from the store.
+    # A dead actor (its process or its whole node lost) is restarted, on another node if need be, and
+    # its call retried until the restarts run out; it rebuilds its state from the store. Errors
+    # raised by the narration itself are not retried. SPREAD: one actor per node before doubling up.
     # Two threads: `progress` answers while `narrate` runs.
     options = {"num_cpus": setup.cluster.cpus_per_actor, "num_gpus": setup.cluster.gpus_per_actor,
-               "max_restarts": 2, "max_task_retries": 2, "max_concurrency": 2}
+               "max_restarts": 2, "max_task_retries": -1, "max_concurrency": 2, "scheduling_strategy": "SPREAD"}
     actor_class = ray.remote(**options)(NarratorActor)
     actors = [actor_class.remote(setup, store.root, voice) for _ in shares]
+    nodes = ray.get([actor.node_id.remote() for actor in actors])
+    print(f"{len(actors)} narrator actor(s) on {len(set(nodes))} node(s)", flush=True)
     est_frames = {s.key: s.est_frames for r in runs for s in r.segments}
     progress = tqdm(total=total, unit="seg", desc="narrating", dynamic_ncols=True)
     started = time.perf_counter()
@@ -282,13 +289,15 @@ def _bootstrap_voice(runs: list[RunTask], setup: RunSetup, store: SegmentStore
 
 
 def _finish_task(setup: RunSetup, store_root: str, chapter: ChapterWork, book: BookInfo) -> FinishedChapter:
-    from moss_model.codec import load_codec
-    from moss_model.loading import codec_name
+    def codec():  # only for segments stored without their audio (an older narrator's store)
+        from moss_model.codec import load_codec
+        from moss_model.loading import codec_name
 
-    codec = _CODECS.get(setup.model.codec)
-    if codec is None:
-        name = setup.model.codec or codec_name(Path(_resolve(setup.model.checkpoint)))
-        codec = _CODECS.setdefault(setup.model.codec, load_codec(name))
+        if setup.model.codec not in _CODECS:
+            name = setup.model.codec or codec_name(Path(_resolve(setup.model.checkpoint)))
+            _CODECS[setup.model.codec] = load_codec(name)
+        return _CODECS[setup.model.codec]
+
     return finish_chapter_from_store(SegmentStore(store_root), codec, chapter.chapter_index, chapter.title,
                                      list(chapter.segments), setup.output / "chapters", setup.finish, book,
                                      chapter.stem)
