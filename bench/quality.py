@@ -62,7 +62,8 @@ def timed(work) -> tuple[float, float, object]:
 
 def line(name: str, cpu: float, wall: float, audio_s: float, narration_rate: float) -> None:
     per = cpu / audio_s
-    print(f"  {name:<38} {per:8.4f} CPU-s/audio-s  {wall / audio_s:8.4f} wall-s/audio-s  "
+    speed = f"{1 / per:7.0f}x real time per core" if per > 0 else "      (too fast to time)"
+    print(f"  {name:<34} {per:8.4f} CPU-s/audio-s {wall / audio_s:8.4f} wall-s/audio-s {speed}  "
           f"{per * narration_rate:6.2f} cores at {narration_rate:g} audio-s/s")
 
 
