@@ -152,7 +152,8 @@ def make_plan(cfg: DictConfig, setup: RunSetup, inputs: CheckedInputs | None = N
         rekeyed = [first]
         for segment in plan.segments[1:]:
             prev = rekeyed[-1] if same_run(rekeyed[-1], segment) else None
-            rekeyed.append(replace(segment, key=carried.key(segment.model_text, prev.model_text if prev else None)))
+            rekeyed.append(replace(segment, key=carried.key(segment.model_text, prev.model_text if prev else None,
+                                                            segment.language)))
         plan.segments[:] = rekeyed
     save_plan(plan, setup.output / PLAN_FILE)
     return plan

@@ -145,6 +145,7 @@ def book_key_inputs(cfg: DictConfig, voice_id: str, model_id: str, model_revisio
         decoding=asdict(narration.decoding),
         seed_policy=str(cfg.narration.seed_policy),
         carryover_bound_frames=narration.carryover_bound_frames,
+        language_tags=narration.language_tags,  # a prompt that names the language: so does the key
     )
 
 
