@@ -115,7 +115,8 @@ def decide(measures: SegmentMeasures, distribution: Distribution | None, options
         value = measures.similarity_to_run
         if value is not None:
             if value < options.min_similarity_to_run:
-                failed.append((RUN_SIMILARITY_FLOOR, f"similarity to the run so far {value:.3f} < {options.min_similarity_to_run:.3f}"))
+                failed.append((RUN_SIMILARITY_FLOOR,
+                               f"similarity to the run so far {value:.3f} < {options.min_similarity_to_run:.3f}"))
             elif (threshold := _below(value, distribution.to_run, options)) is not None:
                 failed.append((RUN_SIMILARITY_OUTLIER, f"similarity to the run so far {value:.3f} < {threshold:.3f} "
                                f"(median {distribution.to_run.median:.3f}, MAD {distribution.to_run.mad:.3f})"))

@@ -81,9 +81,8 @@ class QualityMeasurer:
                 heard = self.asr.transcribe([audios[i] for i in members], sample_rate, language) if members else None
                 for i, text in zip(members, heard or []):
                     transcripts[i] = text
-        return [
-            Measured(embedding=embeddings[i],
-                     wer=None if transcripts[i] is None else edit_distance(words[i], normalize_words(transcripts[i])) / len(words[i]),
-                     words=len(words[i]), transcript=transcripts[i])
-            for i in range(len(audios))
-        ]
+        measured = []
+        for i, heard in enumerate(transcripts):
+            wer = None if heard is None else edit_distance(words[i], normalize_words(heard)) / len(words[i])
+            measured.append(Measured(embedding=embeddings[i], wer=wer, words=len(words[i]), transcript=heard))
+        return measured

@@ -112,7 +112,8 @@ def _book_times(rows: Sequence[dict[str, Any]], chapters: Sequence[dict[str, Any
     else:
         ends: dict[int, float] = {}
         for r in rows:
-            ends[int(r["chapter_index"])] = max(ends.get(int(r["chapter_index"]), 0.0), float(r["end_s"]) + float(r.get("pause_after_s") or 0))
+            chapter_index, end = int(r["chapter_index"]), float(r["end_s"]) + float(r.get("pause_after_s") or 0.0)
+            ends[chapter_index] = max(ends.get(chapter_index, 0.0), end)
         position = 0.0
         for chapter_index in sorted(ends):
             offsets[chapter_index] = position

@@ -168,3 +168,15 @@ def test_chapter_summary_gives_mean_worst_and_flagged_per_chapter(tmp_path):
 def test_a_folder_without_an_index_is_an_error_that_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="segments.parquet is missing"):
         write_report(tmp_path)
+
+
+def test_a_segment_table_alone_is_enough(tmp_path):
+    """An index whose chapters and book tables are missing (a run that died before them): chapters
+    are laid end to end by their last segment and the title comes from the segments."""
+    write_small_index(tmp_path, quality=True)
+    table_path(tmp_path, "chapters").unlink()
+    table_path(tmp_path, "book").unlink()
+    report = write_report(tmp_path)
+    text = report.html.read_text(encoding="utf-8")
+    assert "Quality report: Moby-Dick" in text and report.flagged == 3
+    assert all(png_size(p.read_bytes())[0] >= 600 for p in report.plots)
