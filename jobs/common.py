@@ -19,7 +19,7 @@ from pipeline.chapter_audio import ChapterSegment
 from pipeline.errors import InputError
 from pipeline.finish import BookInfo, FinishedChapter, FinishOptions
 from pipeline.lexicon import Lexicon
-from pipeline.models import ModelChoice, resolve_model
+from pipeline.models import ModelChoice, language_tags_setting, resolve_model
 from pipeline.narrate import NarrationOptions, RunTask, SegmentTask
 from pipeline.naming import chapter_stem
 from pipeline.plan import PLAN_FILE, Plan, PlanOptions, build_plan, write_plan
@@ -129,7 +129,8 @@ def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
         model=model,
         model_revision=revision,
         voice=inputs.voice,
-        narration=replace(narration, check_durations=narration.check_durations and not model.tiny),
+        narration=replace(narration, check_durations=narration.check_durations and not model.tiny,
+                          language_tags=language_tags_setting(cfg.narration.language_tags, model.name, model.checkpoint)),
         finish=finish,
         cluster=cluster,
         store=inputs.store.resolve(),

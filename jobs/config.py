@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import InputError
 from pipeline.keys import KeyInputs
+from pipeline.models import language_tags_setting
 from pipeline.plan import PlanOptions
 from pipeline.reading import ReadOptions
 from pipeline.segment import SpeakingRates
@@ -132,6 +133,7 @@ def plan_key_inputs(cfg: DictConfig) -> KeyInputs:
         decoding=OmegaConf.to_container(narration.decoding, resolve=True),
         seed_policy=str(narration.seed_policy),
         carryover_bound_frames=int(narration.carryover_bound_frames),
+        language_tags=language_tags_setting(narration.language_tags, str(cfg.model)),  # by name: nothing resolved
     )
 
 

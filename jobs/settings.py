@@ -177,6 +177,7 @@ RULES: dict[str, Check] = {
     "narration.silence_dbfs": number(-120, 0, hi_open=True),
     "narration.max_frames_per_segment": number(13, 30000, integer=True),
     "narration.capacity": number(1, 4096, integer=True, auto=True),
+    "narration.language_tags": lambda v: None if isinstance(v, bool) or v == "auto" else "valid choices: auto, true, false",
     "finish.pauses.clause": number(0, 30),
     "finish.pauses.sentence": number(0, 30),
     "finish.pauses.paragraph": number(0, 30),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -25,6 +26,20 @@ class ModelChoice:
     checkpoint: str  # hub id or local folder of the delay model
     codec: str | None  # hub id or folder of the codec; None = the one its processor config names
     tiny: bool  # random weights: the audio is noise and durations ignore the text
+
+
+_V1_5 = re.compile(r"v1[._-]?5", re.IGNORECASE)
+
+
+def reads_language_tags(model: str, checkpoint: str = "") -> bool:
+    """Whether a checkpoint honours the prompt's language field: MOSS-TTS v1.5 (`model=moss_tts_v1_5`,
+    or a hub id or folder named for it); v1.0 was trained with the field empty."""
+    return bool(_V1_5.search(model) or (checkpoint and _V1_5.search(Path(checkpoint).name)))
+
+
+def language_tags_setting(setting: str | bool, model: str, checkpoint: str = "") -> bool:
+    """`narration.language_tags`: true, false, or auto (on for checkpoints that read them)."""
+    return reads_language_tags(model, checkpoint) if str(setting) == "auto" else str(setting).lower() == "true"
 
 
 def cache_dir() -> Path:

@@ -164,9 +164,31 @@ def test_every_language_has_a_speaking_rate_that_reaches_the_plan(tmp_path):
     ("plan.keep_code=maybe", "plan.keep_code=maybe: must be true or false"),
     ("plan.keep_page_numbers=2", "plan.keep_page_numbers=2: must be true or false"),
     ("plan.speaking_rate.ko=0", "plan.speaking_rate.ko=0: must be a number > 0 and <= 100"),
+    ("narration.language_tags=maybe", "narration.language_tags=maybe: valid choices: auto, true, false"),
 ])
 def test_a_bad_reading_or_rate_setting_exits_2_naming_it(setting, message, tmp_path):
     result = cli("job=plan", f"input={SAMPLE}", f"output={tmp_path / 'out'}", setting, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_language_tags_follow_the_model_and_reach_the_keys(tmp_path):
+    from pipeline.models import language_tags_setting
+
+    assert language_tags_setting("auto", "moss_tts_v1_5") and not language_tags_setting("auto", "moss_tts")
+    assert language_tags_setting("auto", "/models/mine", "/models/MOSS-TTS-v1.5")
+    assert not language_tags_setting("auto", "tiny") and language_tags_setting(True, "tiny")
+    assert plan_key_inputs(config("model=moss_tts_v1_5")).language_tags
+    assert not plan_key_inputs(config("model=moss_tts")).language_tags
+    assert not plan_key_inputs(config("model=moss_tts_v1_5", "narration.language_tags=false")).language_tags
+    untagged = plan_texts_and_keys(tmp_path, "model=tiny")
+    tagged = plan_texts_and_keys(tmp_path, "model=tiny", "narration.language_tags=true")
+    assert [t for t, _ in untagged] == [t for t, _ in tagged]
+    assert all(a != b for (_, a), (_, b) in zip(untagged, tagged))
+
+
+def plan_texts_and_keys(tmp_path: Path, *overrides: str) -> list[tuple[str, str]]:
+    out = tmp_path / f"keys{len(list(tmp_path.glob('keys*')))}"
+    run(config(f"input={SAMPLE}", f"output={out}", *overrides))
+    return [(s.text, s.key) for s in read_plan(out / "plan.parquet")[0]]
