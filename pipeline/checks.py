@@ -45,13 +45,15 @@ def segment_checks(result: RowResult, est_frames: int, level_dbfs: float, option
 
 class SegmentChecker:
     """Runs `measure([frames, ...]) -> [measurement, ...]` on batches of submitted items on a worker
-    thread; (item, measurement) pairs come back in `collect`.
+    thread; (item, measurement) pairs come back in `collect`. What is handed to `measure` is what
+    was submitted as `frames`: a segment's codes, or its codes with what else measuring needs (the
+    narrator's quality measures take the segment's text, language and key with them).
 
     threaded=False measures in `submit` instead (for a simulation on a virtual clock, where a
     thread's real latency would stand for many virtual steps).
     """
 
-    def __init__(self, measure: Callable[[list[torch.Tensor]], list[Any]], device: torch.device | None = None,
+    def __init__(self, measure: Callable[[list[Any]], list[Any]], device: torch.device | None = None,
                  threaded: bool = True, max_batch: int = 64) -> None:
         self._measure = measure
         self.max_batch = max_batch
@@ -63,7 +65,7 @@ class SegmentChecker:
         if self._thread is not None:
             self._thread.start()
 
-    def submit(self, item: Any, frames: torch.Tensor) -> None:
+    def submit(self, item: Any, frames: Any) -> None:
         self.pending += 1
         if self._thread is None:
             self._outbox.put((item, self._measured([frames])[0]))
@@ -107,7 +109,7 @@ class SegmentChecker:
                 for (item, _), value in zip(batch, self._measured([frames for _, frames in batch])):
                     self._outbox.put((item, value))
 
-    def _measured(self, frames: list[torch.Tensor]) -> list[Any]:
+    def _measured(self, frames: list[Any]) -> list[Any]:
         try:
             stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
             with torch.inference_mode(), stream:

@@ -15,10 +15,20 @@ do not depend on what shares the pool, so the audio is the same under any schedu
 Finished segments are decoded on the narrator's device, in batches on a worker thread, off the
 engine's loop (`pipeline.checks`, `pipeline.segment_audio`); the silence check reads that audio
 and the store keeps it with the codes, so finishing never runs the codec again.
+
+Quality (`NarrationOptions.quality`, `pipeline.quality`): on the same worker thread each batch of
+decoded segments gets its speaker embedding and, for the key-chosen sample of English segments,
+a transcript and WER. Accepting a segment then compares it with the voice reference and with the
+accepted segments before it in its own run (`RunSimilarity`, one per run, rebuilt from the
+embeddings stored in the facts of the run's stored segments when a run resumes), and `decide`
+keeps it, regenerates it with the next seed (re-anchored, i.e. without the carried prefix, when
+its voice drifted) or keeps it flagged. What a segment is compared with depends only on its own
+run, so the decisions, like the audio, do not depend on the schedule.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 import uuid
@@ -34,6 +44,9 @@ from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
 from pipeline.checks import SegmentChecker, segment_checks
 from pipeline.normalize_script import language_name
+from pipeline.quality.decisions import OK, REGENERATE, Decision, Distribution, QualityOptions, decide
+from pipeline.quality.measures import Measured, QualityMeasurer
+from pipeline.quality.similarity import RunSimilarity
 from pipeline.segment_audio import decode_segments, level_dbfs
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
@@ -55,6 +68,7 @@ class NarrationOptions:
     frames_slack: int = 50  # frame limit = est * max_duration_ratio + slack
     capacity: int | None = None  # engine row slots; None: from free memory on CUDA, the engine's default on CPU
     language_tags: bool = False  # name each segment's language in its prompt (checkpoints that read it: v1.5)
+    quality: QualityOptions | None = None  # per-segment speaker similarity and WER (pipeline.quality); None: off
 
     def frame_limit(self, est_frames: int) -> int:
         return min(self.max_frames_per_segment, int(est_frames * self.max_duration_ratio) + self.frames_slack)
@@ -126,6 +140,8 @@ class _Attempt:
     seed: int = 0
     prefix_digest: str | None = None
     last_checks: list[str] = field(default_factory=list)
+    reanchor: bool = False  # prompted without the carried prefix (a retry after the voice drifted)
+    quality_log: list[dict] = field(default_factory=list)  # each attempt's quality decision
 
 
 class Narrator:
@@ -139,6 +155,9 @@ class Narrator:
         self._engine: Engine | None = None
         self.generated_frames = 0  # frames of the segments this narrator stored (for progress)
         self.threaded_checks = True  # measure segments on a worker thread (see pipeline.checks)
+        self._measurer: QualityMeasurer | None = None  # built once, on the first narrate() with quality on
+        self._reference: tuple[str, np.ndarray | None] | None = None  # (voice codes digest, its embedding)
+        self._runs: dict[tuple[int, int], RunSimilarity] = {}  # each run's similarity state, while it narrates
 
     @property
     def engine(self) -> Engine:
@@ -171,7 +190,7 @@ class Narrator:
             return reports.setdefault(run.chapter_index, ChapterReport(run.chapter_index, call_id=call_id))
 
         def submit(state: _Attempt) -> None:
-            request, state.prefix_digest = self.request_for(state.task)
+            request, state.prefix_digest = self.request_for(state.task, reanchor=state.reanchor)
             state.seed = segment_seed(state.task.key, state.attempt)
             limit = self.options.frame_limit(state.task.est_frames)
             request_id = engine.submit(self.tts.processor.build_prompt(request), state.seed, self.options.decoding, limit)
@@ -191,11 +210,17 @@ class Narrator:
                     submit(state)
                     return
                 report.reused += 1
-                report.frames += self._remember(self.store.get(task.key)).frames
+                stored = self._remember(self.store.get(task.key))
+                report.frames += stored.frames
+                self._add_to_run(run, cursors[id(run)], stored)
                 cursors[id(run)] += 1
 
+        self._runs = {}
+        if self.options.quality is not None:
+            self._prepare_quality()
         # Segments are measured (decoded) on a worker thread while the engine keeps stepping.
-        checker = SegmentChecker(self.measure_segments, getattr(self.codec, "device", None), threaded=self.threaded_checks)
+        checker = SegmentChecker(self._measure_finished, getattr(self.codec, "device", None),
+                                 threaded=self.threaded_checks)
         try:
             while queue or requests or checker.pending:
                 while queue and engine.occupancy + engine.queued < engine.capacity:
@@ -203,10 +228,12 @@ class Narrator:
                 if requests:
                     for finished in engine.step():
                         key = requests.pop(finished.request_id)
-                        checker.submit((key, finished.result), finished.result.frames)
+                        checker.submit((key, finished.result), (finished.result.frames, attempts[key].task))
                 for (key, result), audio in checker.collect(wait=not requests):  # wait only when the engine is idle
                     state = attempts[key]
-                    stored = self._accept(state, result, audio, report_for(waiting[key][0]))
+                    first = waiting[key][0]  # a key wanted by several runs is judged in the first one's
+                    stored = self._accept(state, result, audio, report_for(first), self._run_state(first),
+                                          cursors[id(first)])
                     if stored is None:
                         submit(state)  # again, with the next attempt's seed
                         continue
@@ -214,7 +241,8 @@ class Narrator:
                     for run in waiting.pop(key):
                         report = report_for(run)
                         report.generated += 1
-                        report.flagged += bool(stored.facts["flags"])
+                        report.flagged += bool(stored.facts["flags"] or stored.facts.get("quality_flags"))
+                        self._add_to_run(run, cursors[id(run)], stored)
                         report.frames += stored.frames
                         report.generated_frames += stored.frames
                         cursors[id(run)] += 1
@@ -232,6 +260,7 @@ class Narrator:
             report.row_steps = spent.row_steps - before.row_steps
             report.useful_row_steps = spent.useful_row_steps - before.useful_row_steps
         self._recent.clear()
+        self._runs = {}
         return [reports[c] for c in sorted(reports)]
 
     @property
@@ -244,34 +273,105 @@ class Narrator:
         return {"rows": engine.occupancy if engine else 0, "generated_frames": self.generated_frames,
                 "row_steps": stats.row_steps, "useful_row_steps": stats.useful_row_steps}
 
-    def _accept(self, state: _Attempt, result: RowResult, audio: SegmentAudio, report: ChapterReport) -> StoredSegment | None:
-        """Store a segment that passes its checks, or has no attempts left (flagged); None: try again."""
+    def _accept(self, state: _Attempt, result: RowResult, audio: SegmentAudio, report: ChapterReport,
+                run: RunSimilarity | None = None, index: int = 0) -> StoredSegment | None:
+        """Store a segment that passes its checks, or has no attempts left (flagged); None: try again.
+        ``run``, ``index``: the similarity state of the segment's run and its place in the run."""
         report.attempts += 1
         checks = self.check(state.task, result, audio.level_dbfs)
         state.attempt += 1
-        if checks and state.attempt < self.options.max_attempts:
+        quality, decision = self._judge(state, audio, run, index)
+        regenerate = bool(checks) or (decision is not None and decision.action == REGENERATE)
+        if regenerate and state.attempt < self.options.max_attempts:
             state.last_checks = checks
+            if decision is not None and decision.reanchor and state.task.previous_key is not None:
+                state.reanchor = True  # the prefix carries the drift on: the retries go without it
             return None
-        segment = StoredSegment(
-            key=state.task.key,
-            codes=result.frames.numpy().astype(np.int16),
-            facts={
-                "chapter_index": state.task.chapter_index,
-                "segment_index": state.task.segment_index,
-                "text": state.task.model_text,
-                "seed": state.seed,
-                "attempts": state.attempt,
-                "flags": checks,
-                "est_frames": state.task.est_frames,
-                "prefix_key": state.task.previous_key if state.prefix_digest else None,
-                "prefix_digest": state.prefix_digest,
-            },
-            audio=audio.samples,
-            sample_rate=audio.sample_rate,
-        )
+        facts = {
+            "chapter_index": state.task.chapter_index,
+            "segment_index": state.task.segment_index,
+            "text": state.task.model_text,
+            "seed": state.seed,
+            "attempts": state.attempt,
+            "flags": checks,
+            "est_frames": state.task.est_frames,
+            "prefix_key": state.task.previous_key if state.prefix_digest else None,
+            "prefix_digest": state.prefix_digest,
+        }
+        if quality is not None:
+            failed = decision is not None and decision.action != OK
+            facts.update(quality, quality_flags=list(decision.flags) if failed else [], reanchored=state.reanchor,
+                         quality_attempts=state.quality_log)
+        segment = StoredSegment(key=state.task.key, codes=result.frames.numpy().astype(np.int16), facts=facts,
+                                audio=audio.samples, sample_rate=audio.sample_rate)
         self.store.put(segment)
         self.generated_frames += segment.frames
         return self._remember(segment)
+
+    # --- quality -------------------------------------------------------------------------
+
+    def _prepare_quality(self) -> None:
+        """The measurer (loaded once) and the voice reference's embedding (once per voice)."""
+        options = self.options.quality
+        if self._measurer is None or self._measurer.options != options:
+            device = getattr(self.codec, "device", None)
+            self._measurer = QualityMeasurer(options, str(device) if device is not None else "cpu")
+        codes = self.voice.codes
+        digest = None if codes is None else codes_digest(codes)
+        if self._reference is None or self._reference[0] != digest:
+            embedding = None
+            if codes is not None and self._measurer.encoder is not None:
+                audio = decode_segments(self.codec, [torch.from_numpy(codes.astype(np.int64))])[0]
+                embedding = self._measurer.reference_embedding(audio, int(self.codec.sampling_rate))
+            self._reference = (digest, embedding)
+
+    def _run_state(self, run: RunTask) -> RunSimilarity | None:
+        """The similarity state of ``run`` (None when similarity is not measured)."""
+        quality = self.options.quality
+        if quality is None or not quality.similarity:
+            return None
+        key = (run.chapter_index, run.run_index)
+        if key not in self._runs:
+            self._runs[key] = RunSimilarity(None if self._reference is None else self._reference[1])
+        return self._runs[key]
+
+    def _add_to_run(self, run: RunTask, index: int, segment: StoredSegment) -> None:
+        """Segment ``index`` of ``run`` is accepted: it joins the run's similarity state. A segment
+        stored with quality off has no embedding in its facts; it is embedded from its audio now."""
+        state = self._run_state(run)
+        if state is None:
+            return
+        embedding = embedding_from_facts(segment.facts)
+        if embedding is None:
+            audio = segment.audio
+            if audio is None:
+                audio = decode_segments(self.codec, [torch.from_numpy(segment.codes.astype(np.int64))])[0]
+            rate = segment.sample_rate or int(self.codec.sampling_rate)
+            embedding = self._measurer.measure([audio], rate, [""], [""])[0].embedding
+        state.accept(index, embedding)
+
+    def _judge(self, state: _Attempt, audio: SegmentAudio, run: RunSimilarity | None,
+               index: int) -> tuple[dict | None, Decision | None]:
+        """This attempt's quality facts and decision (None, None with quality off; decision None
+        when the options only measure)."""
+        options = self.options.quality
+        measured = audio.quality
+        if options is None or measured is None:
+            return None, None
+        values = measured.with_run(run, index)
+        decision = decide(values, Distribution(*run.spreads()) if run is not None else None, options,
+                          attempt=state.attempt)
+        state.quality_log.append({"seed": state.seed, "action": decision.action if options.act else "measured",
+                                  "flags": list(decision.flags), "reasons": list(decision.reasons),
+                                  "reanchored": state.reanchor})
+        facts = {
+            "similarity_to_reference": values.similarity_to_reference,
+            "similarity_to_run": values.similarity_to_run,
+            "wer": values.wer,
+            "transcript": values.transcript,
+            "speaker_embedding": embedding_to_facts(measured.embedding),
+        }
+        return facts, decision if options.act else None
 
     def _remember(self, segment: StoredSegment) -> StoredSegment:
         self._recent[segment.key] = segment
@@ -280,14 +380,15 @@ class Narrator:
     def _previous(self, key: str) -> StoredSegment:
         return self._recent.get(key) or self._remember(self.store.get(key))
 
-    def request_for(self, task: SegmentTask) -> tuple[SpeechRequest, str | None]:
-        """The prompt of a segment, and a digest of the prefix codes it carries (None: no prefix)."""
+    def request_for(self, task: SegmentTask, reanchor: bool = False) -> tuple[SpeechRequest, str | None]:
+        """The prompt of a segment, and a digest of the prefix codes it carries (None: no prefix).
+        ``reanchor``: without the previous segment as its prefix (the voice reference only)."""
         voice = self.voice
         reference = [torch.from_numpy(voice.codes.astype(np.int64))] if voice.codes is not None else None
         prefix_codes, prefix_text = None, None
         if task.previous_key is not None:
-            previous = self._previous(task.previous_key)
-            if 0 < previous.frames <= self.options.carryover_bound_frames:
+            previous = None if reanchor else self._previous(task.previous_key)
+            if previous is not None and 0 < previous.frames <= self.options.carryover_bound_frames:
                 prefix_codes, prefix_text = previous.codes, task.previous_text
         elif voice.codes is not None and voice.text:
             prefix_codes, prefix_text = voice.codes, voice.text  # continuation cloning from the reference
@@ -308,6 +409,23 @@ class Narrator:
         """Reasons to regenerate (empty when the segment is fine); level: its RMS level in dBFS."""
         return segment_checks(result, task.est_frames, level, self.options)
 
+    def _measure_finished(self, finished: list[tuple[torch.Tensor, SegmentTask]]) -> list[SegmentAudio]:
+        """On the checker's thread: finished segments' audio and, with quality on, their own measures
+        (one embedding batch, one ASR batch per language, the WER sample chosen by key)."""
+        audios = self.measure_segments([frames for frames, _ in finished])
+        if self.options.quality is None or self._measurer is None:
+            return audios
+        usable = [i for i, audio in enumerate(audios) if audio.samples is not None]
+        if not usable:
+            return audios
+        tasks = [finished[i][1] for i in usable]
+        measured = self._measurer.measure([audios[i].samples for i in usable], int(audios[usable[0]].sample_rate),
+                                          [t.model_text for t in tasks], [t.language for t in tasks],
+                                          keys=[t.key for t in tasks])
+        for i, values in zip(usable, measured):
+            audios[i] = replace(audios[i], quality=values)
+        return audios
+
     def measure_segments(self, frames: list[torch.Tensor]) -> list[SegmentAudio]:
         """Finished segments' codes -> their audio (each decoded alone, see pipeline.segment_audio) and level."""
         rate = int(self.codec.sampling_rate)
@@ -321,7 +439,20 @@ class SegmentAudio:
     level_dbfs: float
     samples: np.ndarray | None = None
     sample_rate: int | None = None
+    quality: Measured | None = None  # its own quality measures (with NarrationOptions.quality)
 
 
 def codes_digest(codes: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(codes, dtype=np.int16).tobytes()).hexdigest()[:16]
+
+
+def embedding_to_facts(embedding: np.ndarray | None) -> str | None:
+    """A speaker embedding as stored in a segment's facts: base64 of its float32 bytes (exact)."""
+    if embedding is None:
+        return None
+    return base64.b64encode(np.ascontiguousarray(embedding, dtype="<f4").tobytes()).decode("ascii")
+
+
+def embedding_from_facts(facts: dict) -> np.ndarray | None:
+    text = facts.get("speaker_embedding")
+    return None if not text else np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)

@@ -43,18 +43,27 @@ Wiring one batch of decoded segments in the narrator::
             state.accept(seg.index_in_run, m.embedding)       # only the attempt kept
 """
 
-from pipeline.quality.asr import ASR, PocketSphinxASR, WhisperASR, load_asr
-from pipeline.quality.decisions import (FLAG, OK, REGENERATE, Decision, Distribution, QualityOptions,
-                                        SegmentMeasures, decide)
-from pipeline.quality.measures import Measured, QualityMeasurer
-from pipeline.quality.report import Report, chapter_summary, write_report
-from pipeline.quality.similarity import RunSimilarity, SegmentSimilarity, Spread
-from pipeline.quality.speaker import SpeakerEncoder, cosine_similarity
-from pipeline.quality.wer import edit_distance, normalize_words, word_error_rate
+from __future__ import annotations
 
-__all__ = [
-    "ASR", "FLAG", "OK", "REGENERATE", "Decision", "Distribution", "Measured", "PocketSphinxASR", "QualityMeasurer",
-    "QualityOptions", "Report", "RunSimilarity", "SegmentMeasures", "SegmentSimilarity", "SpeakerEncoder", "Spread",
-    "WhisperASR", "chapter_summary", "cosine_similarity", "decide", "edit_distance", "load_asr",
-    "normalize_words", "word_error_rate", "write_report",
-]
+import importlib
+from typing import Any
+
+# name -> module. Loaded on first use, so that importing one light module of this package (e.g.
+# the PocketSphinx worker process, or the index) does not import torch, pyarrow and matplotlib.
+_EXPORTS = {
+    "ASR": "asr", "PocketSphinxASR": "asr", "WhisperASR": "asr", "load_asr": "asr",
+    "FLAG": "decisions", "OK": "decisions", "REGENERATE": "decisions", "Decision": "decisions",
+    "Distribution": "decisions", "QualityOptions": "decisions", "SegmentMeasures": "decisions", "decide": "decisions",
+    "Measured": "measures", "QualityMeasurer": "measures",
+    "Report": "report", "chapter_summary": "report", "write_report": "report",
+    "RunSimilarity": "similarity", "SegmentSimilarity": "similarity", "Spread": "similarity",
+    "SpeakerEncoder": "speaker", "cosine_similarity": "speaker",
+    "edit_distance": "wer", "normalize_words": "wer", "word_error_rate": "wer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

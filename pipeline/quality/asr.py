@@ -39,33 +39,116 @@ def to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return wave.numpy()
 
 
+def _pcm16(audio: np.ndarray, sample_rate: int) -> bytes:
+    wave = to_16k(audio, sample_rate)
+    return (np.clip(wave, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+def decode_utterances(decoder, pcms: Sequence[bytes]) -> list[str]:
+    """Each utterance alone (full_utt: its own normalization, so a transcript does not depend on
+    what the decoder heard before)."""
+    transcripts = []
+    for pcm in pcms:
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hypothesis = decoder.hyp()
+        transcripts.append(hypothesis.hypstr if hypothesis is not None else "")
+    return transcripts
+
+
+class _Worker:
+    """A ``pipeline.quality.sphinx_worker`` process and its pipes."""
+
+    def __init__(self, config: dict) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the pipeline package
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.quality.sphinx_worker", json.dumps(config)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def transcribe(self, pcms: Sequence[bytes]) -> list[str]:
+        import struct
+
+        from pipeline.quality.sphinx_worker import read_exact
+
+        stdin, stdout = self.process.stdin, self.process.stdout
+        try:
+            stdin.write(struct.pack("<I", len(pcms)) + b"".join(struct.pack("<Q", len(p)) + p for p in pcms))
+            stdin.flush()
+            texts = []
+            for _ in pcms:
+                header = read_exact(stdout, 4)
+                body = None if header is None else read_exact(stdout, struct.unpack("<I", header)[0])
+                if body is None:
+                    raise EOFError
+                texts.append(body.decode("utf-8"))
+        except (BrokenPipeError, EOFError) as error:
+            raise RuntimeError(f"the PocketSphinx worker process ended (exit code {self.process.poll()})") from error
+        return texts
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+
+
 class PocketSphinxASR:
     """CMU PocketSphinx with the US English acoustic model, dictionary and language model that ship
-    in its wheel (nothing is downloaded). English only; one decoder, segments one after another
-    (the decoder has no batch), so keep one instance per worker thread."""
+    in its wheel (nothing is downloaded). English only; segments one after another (the decoder
+    has no batch).
+
+    By default the decoder runs in a worker process of its own: PocketSphinx holds Python's GIL
+    for a whole utterance (seconds), which in the narrator's process would stop the engine's step
+    loop meanwhile. ``in_process=True`` decodes in this process (scripts, tests)."""
 
     name = "pocketsphinx"
     languages = ("en",)
 
-    def __init__(self, **config: object) -> None:
-        from pocketsphinx import Decoder
+    def __init__(self, in_process: bool = False, **config: object) -> None:
+        import threading
 
         # ``config``: PocketSphinx options (e.g. maxhmmpf=3000 to prune harder); logging off.
-        self.decoder = Decoder(loglevel="ERROR", **config)
+        self.config = dict(config)
+        self._decoder = None
+        self._worker: _Worker | None = None
+        self._lock = threading.Lock()
+        if in_process:
+            from pocketsphinx import Decoder
+
+            self._decoder = Decoder(loglevel="ERROR", **self.config)
+        else:
+            import pocketsphinx  # noqa: F401  (fail here, not in the worker, when it is missing)
+
+    def close(self) -> None:
+        """End the worker process (a later transcription starts another)."""
+        with self._lock:
+            if self._worker is not None:
+                self._worker.close()
+                self._worker = None
+
+    def __del__(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.close()
 
     def transcribe(self, audio_batch: Sequence[np.ndarray], sample_rate: int, language: str) -> list[str] | None:
         if base_language(language) not in self.languages:
             return None
-        transcripts = []
-        for audio in audio_batch:
-            wave = to_16k(audio, sample_rate)
-            pcm = (np.clip(wave, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-            self.decoder.start_utt()
-            self.decoder.process_raw(pcm, full_utt=True)
-            self.decoder.end_utt()
-            hypothesis = self.decoder.hyp()
-            transcripts.append(hypothesis.hypstr if hypothesis is not None else "")
-        return transcripts
+        pcms = [_pcm16(audio, sample_rate) for audio in audio_batch]
+        if self._decoder is not None:
+            return decode_utterances(self._decoder, pcms)
+        with self._lock:
+            if self._worker is None:
+                self._worker = _Worker(self.config)
+            return self._worker.transcribe(pcms)
 
 
 class WhisperASR:
@@ -117,7 +200,8 @@ class WhisperASR:
 
 
 def load_asr(kind: str = "pocketsphinx", path: str | Path | None = None, device: str = "cpu") -> ASR:
-    """The recognizer named by ``kind``: "pocketsphinx", or "whisper" with ``path`` its local folder."""
+    """The recognizer named by ``kind``: "pocketsphinx" (in a worker process), or "whisper" with
+    ``path`` its local folder."""
     if kind == "pocketsphinx":
         return PocketSphinxASR()
     if kind == "whisper":

@@ -32,6 +32,7 @@ class QualityOptions:
     (0..1): halves of one real recording score about 0.75-0.9, different speakers and noise
     about 0.3-0.65."""
 
+    act: bool = True  # regenerate and flag on the measures; False: measure and record only
     similarity: bool = True  # measure speaker similarity and act on it
     wer: bool = True  # measure WER where the ASR hears the language, and act on it
     asr: str = "pocketsphinx"  # or "whisper" (asr_path: a local model folder)

@@ -75,13 +75,14 @@ class SpeakerEncoder:
     """``embed([audio, ...], sample_rate) -> [N, 256]`` unit vectors; silence (below -80 dBFS RMS)
     gives a zero vector, so its similarity to anything is 0.
 
-    Audio is float mono numpy at any rate (resampled to 16 kHz here). ``max_batch`` bounds the
-    partials in one LSTM call; a segment's embedding does not depend on what it is batched with
-    beyond float rounding (~1e-6).
+    Audio is float mono numpy at any rate (resampled to 16 kHz here). Partials go through the
+    LSTM in calls of exactly ``max_batch`` rows (the last padded with zeros), so every call has
+    one shape and a segment's embedding does not depend, to the bit, on what it is batched with:
+    the narrator's decisions must not depend on the schedule.
     """
 
     def __init__(self, device: str | torch.device = "cpu", weights: str | Path | None = None,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 32) -> None:
         self.device = torch.device(device)
         self.max_batch = max_batch
         checkpoint = torch.load(weights or resemblyzer_weights(), map_location="cpu", weights_only=True)
@@ -134,8 +135,10 @@ class SpeakerEncoder:
         if not partials:
             return np.zeros((len(audios), EMBEDDING_SIZE), dtype=np.float32)
         stacked = torch.stack(partials)  # P, PARTIAL_FRAMES, MEL_BANDS
+        padded = -(-len(stacked) // self.max_batch) * self.max_batch
+        stacked = torch.nn.functional.pad(stacked, (0, 0, 0, 0, 0, padded - len(stacked)))
         embedded = torch.cat([self.model(stacked[i:i + self.max_batch])
-                              for i in range(0, len(stacked), self.max_batch)])  # P, EMBEDDING_SIZE
+                              for i in range(0, padded, self.max_batch)])[:len(partials)]  # P, EMBEDDING_SIZE
         sums = torch.zeros(len(audios), EMBEDDING_SIZE, device=embedded.device)
         sums.index_add_(0, torch.tensor(owner, device=embedded.device), embedded)
         embeddings = unit(sums.cpu().numpy())
