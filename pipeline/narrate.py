@@ -156,7 +156,10 @@ class Narrator:
         self.generated_frames = 0  # frames of the segments this narrator stored (for progress)
         self.threaded_checks = True  # measure segments on a worker thread (see pipeline.checks)
         self._measurer: QualityMeasurer | None = None  # built once, on the first narrate() with quality on
-        self._reference: tuple[str, np.ndarray | None] | None = None  # (voice codes digest, its embedding)
+        # The voice reference's audio for the similarity measure, (samples, rate); None: voice.codes
+        # decoded by the codec (what the model was given). A tiny random codec decodes any codes to noise.
+        self.reference_audio: tuple[np.ndarray, int] | None = None
+        self._reference: tuple[str, np.ndarray | None] | None = None  # (digest of the reference, its embedding)
         self._runs: dict[tuple[int, int], RunSimilarity] = {}  # each run's similarity state, while it narrates
 
     @property
@@ -316,11 +319,16 @@ class Narrator:
         if self._measurer is None or self._measurer.options != options:
             device = getattr(self.codec, "device", None)
             self._measurer = QualityMeasurer(options, str(device) if device is not None else "cpu")
-        codes = self.voice.codes
-        digest = None if codes is None else codes_digest(codes)
+        codes, given = self.voice.codes, self.reference_audio
+        if given is not None:
+            digest = "audio:" + hashlib.sha256(np.ascontiguousarray(given[0], dtype=np.float32).tobytes()).hexdigest()
+        else:
+            digest = None if codes is None else codes_digest(codes)
         if self._reference is None or self._reference[0] != digest:
             embedding = None
-            if codes is not None and self._measurer.encoder is not None:
+            if given is not None:
+                embedding = self._measurer.reference_embedding(given[0], int(given[1]))
+            elif codes is not None and self._measurer.encoder is not None:
                 audio = decode_segments(self.codec, [torch.from_numpy(codes.astype(np.int64))])[0]
                 embedding = self._measurer.reference_embedding(audio, int(self.codec.sampling_rate))
             self._reference = (digest, embedding)
