@@ -13,8 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import (ClusterOptions, book_key_inputs, cluster_options, finish_options, generated_voice_id,
                          job_paths, narration_options, plan_options, voice_spec)
+from jobs.output import OutputPlace, claim_remote, fetch_inputs, output_place, publish, remote_problems, unpublish
 from jobs.settings import ConfigError, check_files, claim_output, forbidden_folder, output_problems
-from pipeline import index
+from pipeline import index, storage
 from pipeline.chapter_audio import ChapterSegment
 from pipeline.errors import InputError
 from pipeline.finish import BookInfo, FinishedChapter, FinishOptions
@@ -32,8 +33,9 @@ from pipeline.voice import VoiceSpec
 class CheckedInputs:
     """The manuscript, voice, lexicon and output folder, checked before any model is resolved."""
 
-    output: Path  # not created yet
-    store: Path
+    output: Path  # not created yet (for an object-storage output: its staging folder)
+    store: str  # the segment store: a folder or a URL
+    remote: str | None  # the output's URL when it is on object storage (see jobs/output.py)
     source: Path
     voice: VoiceSpec
     book: Book
@@ -52,7 +54,12 @@ class RunSetup:
     narration: NarrationOptions
     finish: FinishOptions
     cluster: ClusterOptions
-    store: Path  # the segment store (shared by the jobs of a sweep: see jobs/config.py)
+    store: str  # the segment store, a folder or a URL (shared by the jobs of a sweep: see jobs/config.py)
+    remote: str | None = None  # the output's URL on object storage; `output` is then its staging folder
+
+    @property
+    def place(self) -> OutputPlace:
+        return OutputPlace(self.output, self.remote, self.store)
 
 
 @dataclass(frozen=True)
@@ -84,24 +91,28 @@ def check_local_capacity(cluster: ClusterOptions, gpus: int) -> None:
 
 def check_inputs(cfg: DictConfig) -> CheckedInputs:
     """Every input a book job reads, checked in order (files and output, voice, manuscript, lexicon);
-    nothing is written and no model is resolved."""
-    output, store = job_paths(cfg)
+    nothing is written but the local copies of inputs given as URLs, and no model is resolved."""
+    place = output_place(cfg)
+    cfg, urls = fetch_inputs(cfg, place)
     source = Path(str(cfg.input)).expanduser()
     problems = check_files(cfg)
-    if not any(key == "output" for key, _, _ in problems):
-        problems += output_problems(output, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
-    forbidden = forbidden_folder(store)
+    if place.remote:
+        problems += remote_problems(place.remote, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
+    elif not any(key == "output" for key, _, _ in problems):
+        problems += output_problems(place.local, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
+    forbidden = None if storage.is_remote(place.store) else forbidden_folder(Path(place.store))
     if forbidden and cfg.get("store"):
         problems.append(("store", cfg.store, f"is {forbidden}; the tool never writes there: pass store=DIR to a folder "
                          "of its own (or leave it null for <output>/store)"))
     if problems:
         raise ConfigError(problems)
     voice = voice_spec(cfg)
+    if "voice" in urls:
+        voice = replace(voice, path=urls["voice"])  # each narrator actor fetches it on its own node
     options = plan_options(cfg)
     book = read_book(source, options.read)
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
-    return CheckedInputs(output.expanduser().absolute(), store.expanduser().absolute(), source, voice, book,
-                         lexicon, options)
+    return CheckedInputs(place.local, place.store, place.remote, source, voice, book, lexicon, options)
 
 
 def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
@@ -123,7 +134,10 @@ def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
         revision = checkpoint_fingerprint(resolve_checkpoint(model.checkpoint))
     except CheckpointError as error:
         raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
-    output = claim_output(inputs.output, inputs.source, str(cfg.job.name), OmegaConf.to_yaml(cfg, resolve=True))
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    output = claim_output(inputs.output, inputs.source, str(cfg.job.name), config_yaml)
+    if inputs.remote:
+        claim_remote(inputs.remote, inputs.source, str(cfg.job.name), config_yaml)
     return RunSetup(
         output=output,
         model=model,
@@ -133,7 +147,8 @@ def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
                           language_tags=language_tags_setting(cfg.narration.language_tags, model.name, model.checkpoint)),
         finish=finish,
         cluster=cluster,
-        store=inputs.store.resolve(),
+        store=inputs.store,
+        remote=inputs.remote,
     )
 
 
@@ -165,10 +180,12 @@ def save_plan(plan: Plan, path: Path) -> Path:
     return index.write_atomically(Path(path), lambda temporary: write_plan(plan, temporary))
 
 
-def unmark_complete(output: Path) -> None:
-    """Remove the index's completion marker before finishing writes anything: a finishing run that
-    dies midway must not leave an old book table beside new audio."""
-    index.table_path(output, "book").unlink(missing_ok=True)
+def unmark_complete(setup: RunSetup) -> None:
+    """Remove the index's completion marker (here and where the output is published) before
+    finishing writes anything: a finishing run that dies midway must not leave an old book table
+    beside new audio."""
+    index.table_path(setup.output, "book").unlink(missing_ok=True)
+    unpublish(setup.place)
 
 
 def run_tasks(plan: Plan) -> list[RunTask]:
@@ -250,5 +267,13 @@ def write_book(plan: Plan, setup: RunSetup, store: SegmentStore, book: BookInfo,
                            sample_rate_hz=setup.finish.sample_rate, loudness_target_lufs=setup.finish.target,
                            true_peak_ceiling_dbtp=setup.finish.true_peak_db)
     folder = index.write_index(setup.output, segment_rows, index.chapter_rows(finished, setup.output), book_row, info)
-    return {"audio_seconds": book_row["duration_s"], "flagged": flagged, "index": str(folder),
-            "m4b": None if m4b is None else m4b.path}
+    publish(setup.place)  # an object-storage output: the staging folder copied there, the book table last
+    return {"audio_seconds": book_row["duration_s"], "flagged": flagged, "index": published(setup, folder),
+            "m4b": None if m4b is None else published(setup, m4b.path)}
+
+
+def published(setup: RunSetup, path: str | Path) -> str:
+    """Where a file of the output is for its reader: its URL when the output is on object storage."""
+    if setup.remote is None:
+        return str(path)
+    return storage.join(setup.remote, Path(path).relative_to(setup.output).as_posix())

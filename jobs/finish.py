@@ -25,7 +25,7 @@ def run(cfg: DictConfig) -> dict:
     setup = prepare(cfg, inputs)
     plan = make_plan(cfg, setup, inputs)
     store = SegmentStore(str(setup.store))
-    unmark_complete(setup.output)
+    unmark_complete(setup)
     check_narrated(plan, store)
     book = book_info(plan)
     with ray_runtime.connect(setup.cluster):

@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> dict:
         reports = ray_runtime.narrate_runs(runs, setup, store, total=len(plan.segments))
         narration_seconds = time.perf_counter() - narration_started
         check_narrated(plan, store)
-        unmark_complete(setup.output)
+        unmark_complete(setup)
         book = book_info(plan)
         finished = ray_runtime.finish_chapters(chapter_work(plan), book, setup, store)
         result = write_book(plan, setup, store, book, finished)

@@ -5,8 +5,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from jobs.config import job_paths, plan_key_inputs, plan_options
+from jobs.config import plan_key_inputs, plan_options
+from jobs.output import claim_remote, fetch_inputs, output_place, publish, remote_problems
 from jobs.settings import ConfigError, check_files, claim_output, output_problems
+from pipeline import storage
 from pipeline.index import write_atomically
 from pipeline.lexicon import Lexicon
 from pipeline.plan import PLAN_FILE, PlanSummary, build_plan, write_plan
@@ -14,19 +16,28 @@ from pipeline.reading import read_book
 
 
 def run(cfg: DictConfig) -> PlanSummary:
-    output = job_paths(cfg)[0]
+    place = output_place(cfg)
+    cfg, _ = fetch_inputs(cfg, place)
     source = Path(str(cfg.input)).expanduser()
     problems = [p for p in check_files(cfg) if p[0] in ("input", "lexicon")]
-    problems += output_problems(output, source if source.is_file() else None, bool(cfg.get("overwrite", False)))
+    overwrite = bool(cfg.get("overwrite", False))
+    if place.remote:
+        problems += remote_problems(place.remote, source if source.is_file() else None, overwrite)
+    else:
+        problems += output_problems(place.local, source if source.is_file() else None, overwrite)
     if problems:
         raise ConfigError(problems)
     options = plan_options(cfg)
     book = read_book(source, options.read)
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
     plan = build_plan(book, options, lexicon, plan_key_inputs(cfg))
-    folder = claim_output(output, source, str(cfg.job.name), OmegaConf.to_yaml(cfg, resolve=True))
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    folder = claim_output(place.local, source, str(cfg.job.name), config_yaml)
     path = write_atomically(folder / PLAN_FILE, lambda temporary: write_plan(plan, temporary))
+    if place.remote:
+        claim_remote(place.remote, source, str(cfg.job.name), config_yaml)
+        publish(place)
     summary = plan.summary()
     print(summary.format())
-    print(f"  plan written to {path}")
+    print(f"  plan written to {storage.join(place.remote, PLAN_FILE) if place.remote else path}")
     return summary

@@ -314,8 +314,15 @@ def _resolve(checkpoint: str) -> str:
 
 def finish_chapters(chapters: list[ChapterWork], book: BookInfo, setup: RunSetup,
                     store: SegmentStore) -> list[FinishedChapter]:
-    """Decode and finish every chapter in a CPU task of its own, in parallel; in the order given."""
-    task = ray.remote(num_cpus=setup.cluster.finish_cpus)(_finish_task)
+    """Finish every chapter in a CPU task of its own, in parallel; in the order given.
+
+    The tasks run on the driver's node: they write the chapter files into the output folder there
+    (for an object-storage output, its staging folder), which the M4B and the index are built from.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=setup.cluster.finish_cpus, scheduling_strategy=here)(_finish_task)
     refs = [task.remote(setup, store.root, chapter, book) for chapter in chapters]
     with tqdm(total=len(refs), unit="chapter", desc="finishing", dynamic_ncols=True) as progress:
         pending = list(refs)

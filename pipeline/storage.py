@@ -140,12 +140,13 @@ def upload_file(source: Path, location: str | os.PathLike) -> None:
 
 
 def upload_tree(source: Path, location: str | os.PathLike, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Copy every file under a local folder to the same relative places under `location`;
-    names in `skip` (at any depth) are left out. Returns the relative paths copied."""
+    """Copy every file under a local folder to the same relative places under `location`; a file
+    whose name, or the name of a folder on its way, is in `skip` is left out. Returns the relative
+    paths copied."""
     copied = []
     for file in sorted(p for p in Path(source).rglob("*") if p.is_file()):
         relative = file.relative_to(source).as_posix()
-        if file.name in skip:
+        if skip.intersection(file.relative_to(source).parts):
             continue
         upload_file(file, join(location, relative))
         copied.append(relative)

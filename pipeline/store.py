@@ -48,10 +48,13 @@ class SegmentStore:
         return f"{self.base}/segments/{key[:2]}/{key}.safetensors"
 
     def has(self, key: str) -> bool:
-        return self.fs.exists(self._path(key))
+        path = self._path(key)
+        self.fs.invalidate_cache(path.rsplit("/", 1)[0])  # other processes write here: never trust a cached listing
+        return self.fs.exists(path)
 
     def keys(self) -> set[str]:
         """Every stored key (one listing of the store)."""
+        self.fs.invalidate_cache(f"{self.base}/segments")
         pattern = f"{self.base}/segments/*/*.safetensors"
         return {path.rsplit("/", 1)[-1].removesuffix(".safetensors") for path in self.fs.glob(pattern)}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +112,11 @@ def encode_voice(spec: VoiceSpec, codec, n_vq: int) -> Voice:
 
     from moss_model.audio_io import load_reference_audio
 
-    wave = load_reference_audio(spec.path) if spec.end_s is None else load_reference_audio_window(spec)
+    from pipeline import storage
+
+    with storage.local_copy(spec.path) as path:  # a URL (object storage) is fetched on this node
+        local = replace(spec, path=str(path))
+        wave = load_reference_audio(local.path) if spec.end_s is None else load_reference_audio_window(local)
     wave = wave.to(codec.device, torch.float32)
     result = codec.encode(wave[None], n_codebooks=n_vq)
     frames = int(result.lengths[0])

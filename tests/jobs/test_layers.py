@@ -13,7 +13,7 @@ from pathlib import Path
 from jobs import JOBS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED = {"jobs", "jobs.config", "jobs.common", "jobs.settings", "jobs.ray_runtime"}
+SHARED = {"jobs", "jobs.config", "jobs.common", "jobs.output", "jobs.settings", "jobs.ray_runtime"}
 
 
 def imported(path: Path) -> set[str]:
