@@ -15,11 +15,19 @@ Each table is written to a temporary file in its folder, flushed to disk and ren
 old one (``write_atomically``): a reader never sees part of a table. The book table is the
 completion marker: removed first and written last, so a run that died half-way never leaves an
 index that looks complete.
+
+Quality (``pipeline.quality``, when the narrator measured it): each segment row carries its
+speaker similarity to the voice reference and to the earlier segments of its run (Resemblyzer
+cosines, 0..1, higher is closer), its WER and the transcript it was judged by (English segments
+in the WER sample), and the quality checks it still failed when kept (``quality_flags``); null
+where not measured. Each chapter row summarizes them: mean and worst (lowest) similarity to the
+reference, mean and worst (highest) WER, and how many segments carry quality flags.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -58,6 +66,11 @@ SEGMENT_SCHEMA = pa.schema([
     pa.field("end_s", pa.float64(), nullable=False),
     pa.field("chapter_file", pa.string(), nullable=False),  # the FLAC master, relative to the output
     pa.field("prefix_key", pa.string(), nullable=True),  # the segment carried as its prefix
+    pa.field("similarity_to_reference", pa.float64(), nullable=True),  # speaker cosine; null: not measured
+    pa.field("similarity_to_run", pa.float64(), nullable=True),  # to its run's earlier segments; null for a run's first
+    pa.field("wer", pa.float64(), nullable=True),  # word error rate; null: not in the sample, or a language not heard
+    pa.field("transcript", pa.string(), nullable=True),  # what the recognizer heard
+    pa.field("quality_flags", pa.list_(pa.string()), nullable=False),  # quality checks the kept attempt failed
 ])
 
 CHAPTER_SCHEMA = pa.schema([
@@ -80,6 +93,11 @@ CHAPTER_SCHEMA = pa.schema([
     pa.field("lossy_lufs", pa.float64(), nullable=True),  # measured on the delivered file
     pa.field("lossy_true_peak_dbtp", pa.float64(), nullable=True),
     pa.field("lossy_passes", pa.int32(), nullable=True),  # encodes it took to pass
+    pa.field("similarity_mean", pa.float64(), nullable=True),  # of its segments' similarity to the reference
+    pa.field("similarity_worst", pa.float64(), nullable=True),  # the lowest
+    pa.field("wer_mean", pa.float64(), nullable=True),
+    pa.field("wer_worst", pa.float64(), nullable=True),  # the highest
+    pa.field("quality_flagged", pa.int32(), nullable=False),  # segments with quality flags
 ])
 
 BOOK_SCHEMA = pa.schema([
@@ -89,7 +107,7 @@ BOOK_SCHEMA = pa.schema([
     pa.field("source", pa.string(), nullable=False),
     pa.field("chapters", pa.int32(), nullable=False),
     pa.field("segments", pa.int32(), nullable=False),
-    pa.field("flagged", pa.int32(), nullable=False),  # segments with flags
+    pa.field("flagged", pa.int32(), nullable=False),  # segments with flags or quality flags
     pa.field("duration_s", pa.float64(), nullable=False),
     pa.field("m4b_path", pa.string(), nullable=True),
     pa.field("m4b_lufs", pa.float64(), nullable=True),  # measured on the delivered file
@@ -198,6 +216,7 @@ def write_index(
         for partial in (folder / table).glob(".*.partial"):
             partial.unlink(missing_ok=True)
     write_table(segment_rows, table_path(output, "segments"), SEGMENT_SCHEMA, info.metadata("segments"))
+    chapter_rows = with_chapter_quality(chapter_rows, segment_rows)
     write_table(chapter_rows, table_path(output, "chapters"), CHAPTER_SCHEMA, info.metadata("chapters"))
     row = {k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in book_row.items()}
     write_table([row], table_path(output, "book"), BOOK_SCHEMA, info.metadata("book"))
@@ -295,6 +314,48 @@ def chapter_rows(finished: Sequence[Any], output: Path) -> list[dict[str, Any]]:
     return rows
 
 
+CHAPTER_QUALITY_COLUMNS = ("similarity_mean", "similarity_worst", "wer_mean", "wer_worst", "quality_flagged")
+
+
+def _finite(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def chapter_quality(segment_rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per chapter index: the chapter table's quality columns from its segments' rows."""
+    by_chapter: dict[int, list[Mapping[str, Any]]] = {}
+    for row in segment_rows:
+        by_chapter.setdefault(int(row["chapter_index"]), []).append(row)
+    summary = {}
+    for chapter_index, rows in by_chapter.items():
+        similarity = _finite([r.get("similarity_to_reference") for r in rows])
+        wer = _finite([r.get("wer") for r in rows])
+        summary[chapter_index] = {
+            "similarity_mean": sum(similarity) / len(similarity) if similarity else None,
+            "similarity_worst": min(similarity) if similarity else None,
+            "wer_mean": sum(wer) / len(wer) if wer else None,
+            "wer_worst": max(wer) if wer else None,
+            "quality_flagged": sum(bool(r.get("quality_flags")) for r in rows),
+        }
+    return summary
+
+
+def with_chapter_quality(chapter_rows: Sequence[dict[str, Any]],
+                         segment_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Chapter rows with their quality columns filled from the segment rows (a row that has them
+    already keeps its own)."""
+    summary = chapter_quality(segment_rows)
+    empty = {"similarity_mean": None, "similarity_worst": None, "wer_mean": None, "wer_worst": None,
+             "quality_flagged": 0}
+    filled = []
+    for row in chapter_rows:
+        if all(column in row for column in CHAPTER_QUALITY_COLUMNS):
+            filled.append(dict(row))
+        else:
+            filled.append({**row, **summary.get(int(row["chapter_index"]), empty)})
+    return filled
+
+
 def book_language(declared: str | None, segment_languages: Sequence[str]) -> str | None:
     """The book's declared language, else the language most of its segments are in."""
     if declared:
@@ -312,7 +373,8 @@ def segment_rows(
 ) -> tuple[list[dict[str, Any]], int]:
     """One row per planned segment (``plan.PlanSegment``), in plan order, and how many are
     flagged. ``stored(key)`` gives a stored segment's facts and frame count; ``finished``
-    (``finish.FinishedChapter``) where each segment sits in its chapter file."""
+    (``finish.FinishedChapter``) where each segment sits in its chapter file. A segment counts as
+    flagged when its own checks or its quality checks failed."""
     timing = {(row["chapter_index"], row["segment_index"]): row for c in finished for row in c.segments}
     files = {c.chapter_index: relative(c.flac_path, output) for c in finished}
     rows, flagged = [], 0
@@ -323,7 +385,8 @@ def segment_rows(
         facts, frames = stored(segment.key)
         times = timing[(segment.chapter_index, position)]
         flags = [str(flag) for flag in facts.get("flags") or []]
-        flagged += bool(flags)
+        quality_flags = [str(flag) for flag in facts.get("quality_flags") or []]
+        flagged += bool(flags or quality_flags)
         run_index = getattr(segment, "run_index", None)
         rows.append({
             "book": book_title,
@@ -350,5 +413,14 @@ def segment_rows(
             "end_s": times["end_s"],
             "chapter_file": files[segment.chapter_index],
             "prefix_key": facts.get("prefix_key"),
+            "similarity_to_reference": _optional_float(facts.get("similarity_to_reference")),
+            "similarity_to_run": _optional_float(facts.get("similarity_to_run")),
+            "wer": _optional_float(facts.get("wer")),
+            "transcript": facts.get("transcript"),
+            "quality_flags": quality_flags,
         })
     return rows, flagged
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -37,6 +37,15 @@ class PlannedSegment:  # the fields of pipeline.plan.PlanSegment that the index 
 
 
 TEXTS = [["First sentence here.", "Second one, [pause 0.8s]", "Third."], ["另一章的第一句。", "The end."]]
+# Chapter 1 was measured (its second segment kept with a quality flag); chapter 2 was not.
+QUALITY = {
+    "k00": {"similarity_to_reference": 0.8, "similarity_to_run": None, "wer": 0.0, "transcript": "first sentence here",
+            "quality_flags": []},
+    "k01": {"similarity_to_reference": 0.5, "similarity_to_run": 0.6, "wer": 0.5, "transcript": "second",
+            "quality_flags": ["similarity_below_floor"]},
+    "k02": {"similarity_to_reference": 0.9, "similarity_to_run": 0.7, "wer": None, "transcript": None,
+            "quality_flags": []},
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +65,7 @@ def output(tmp_path_factory):
                                    "zh" if "章" in t else "en", f"k{c}{i}", pauses[i]) for i, t in enumerate(texts)]
     m4b = finish_book(finished, out / "book.m4b", "Book", options=options)
     facts = {p.key: ({"seed": 7, "attempts": 1, "flags": ["too_long"] if p.key == "k01" else [],
-                      "prefix_key": None}, 12) for p in planned}
+                      "prefix_key": None, **QUALITY.get(p.key, {})}, 12) for p in planned}
     segments, flagged = index.segment_rows(planned, facts.__getitem__, finished, out, "Book")
     book = {"title": "Book", "author": None, "language": index.book_language(None, [p.language for p in planned]),
             "source": "book.md", "chapters": 2, "segments": len(planned), "flagged": flagged, "duration_s": 5.0,
@@ -84,6 +93,21 @@ def test_tables_have_the_declared_schemas_and_metadata(output):
     assert [r["pause_s"] for r in rows] == [None, 0.8, None, None, None]
     assert rows[1]["pause_after_s"] == 0.8 and rows[0]["pause_after_s"] == 0.45  # the sentence default
     assert json.loads(book.to_pylist()[0]["decoding"]) == {"temperature": 1.0}
+
+
+def test_quality_columns_come_from_the_facts_and_sum_up_per_chapter(output):
+    segments, chapters, _ = index.read_index(output)
+    rows = segments.to_pylist()
+    assert [r["similarity_to_reference"] for r in rows] == [0.8, 0.5, 0.9, None, None]
+    assert [r["similarity_to_run"] for r in rows] == [None, 0.6, 0.7, None, None]
+    assert [r["wer"] for r in rows] == [0.0, 0.5, None, None, None]
+    assert [r["transcript"] for r in rows] == ["first sentence here", "second", None, None, None]
+    assert [r["quality_flags"] for r in rows] == [[], ["similarity_below_floor"], [], [], []]
+    first, second = chapters.to_pylist()
+    assert first["similarity_mean"] == pytest.approx(2.2 / 3) and first["similarity_worst"] == 0.5
+    assert first["wer_mean"] == 0.25 and first["wer_worst"] == 0.5 and first["quality_flagged"] == 1
+    assert [second[c] for c in ("similarity_mean", "similarity_worst", "wer_mean", "wer_worst")] == [None] * 4
+    assert second["quality_flagged"] == 0
 
 
 def test_paths_are_relative_and_survive_a_copy(output, tmp_path):
