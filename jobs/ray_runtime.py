@@ -169,9 +169,11 @@ def load_models(checkpoint: str, codec_name: str | None, device: str):
     from moss_model.codec import load_codec
     from moss_model.loading import load_tts
 
+    from pipeline.models import resolve_on_node
+
     dtype = torch.bfloat16 if device == "cuda" else None
-    tts = load_tts(checkpoint, dtype=dtype, device=device)
-    codec = load_codec(codec_name or tts.codec_name, device=device)
+    tts = load_tts(resolve_on_node(checkpoint), dtype=dtype, device=device)  # weights fetched once per node
+    codec = load_codec(resolve_on_node(codec_name or tts.codec_name), device=device)
     return tts, codec
 
 

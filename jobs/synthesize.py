@@ -26,6 +26,7 @@ from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
 from pipeline.dataset.rows import check_readable, input_files, read_rows
 from pipeline.dataset.synth import SynthOptions
 from pipeline.dataset.voices import DatasetVoice, load_voices
+from pipeline import storage
 from pipeline.errors import InputError
 from pipeline.models import ModelChoice, resolve_model
 from pipeline.segment import FRAMES_PER_SECOND
@@ -60,6 +61,11 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
     from moss_model.loading import checkpoint_fingerprint
 
     job = cfg.job
+    for key in ("input", "voices", "output"):
+        if cfg.get(key) is not None and storage.is_remote(cfg[key]):
+            raise InputError(key, storage.display(cfg[key]), "job=synthesize reads and writes local (or shared) "
+                             "folders only; object storage is for the book jobs (plan, narrate, finish)",
+                             f"copy it to a local folder and pass {key}=DIR")
     files = input_files(str(cfg.input))
     check_readable(files)
     voices = load_voices(None if cfg.get("voices") is None else str(cfg.voices))

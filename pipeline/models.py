@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,25 @@ def language_tags_setting(setting: str | bool, model: str, checkpoint: str = "")
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MOSS_NARRATOR_CACHE", Path.home() / ".cache" / "moss_narrator"))
+
+
+def resolve_on_node(name: str, resolve: Callable[[str], Path] | None = None) -> Path:
+    """The local folder of a checkpoint (hub id or folder), resolved once per machine: the first
+    actor of a node downloads it (into the Hugging Face cache, `HF_HUB_CACHE`, or a shared folder it
+    names) while the node's other actors wait on a lock, then read what it recorded."""
+    from filelock import FileLock
+
+    if resolve is None:
+        from moss_model.checkpoint import resolve_checkpoint as resolve
+    folder = cache_dir() / "resolved"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / (hashlib.sha256(name.encode()).hexdigest()[:16] + ".txt")
+    with FileLock(str(record) + ".lock"):
+        if record.is_file() and Path(record.read_text(encoding="utf-8")).is_dir():
+            return Path(record.read_text(encoding="utf-8"))
+        resolved = Path(resolve(name))
+        record.write_text(str(resolved), encoding="utf-8")
+        return resolved
 
 
 def ensure_tiny_checkpoints() -> Path:
