@@ -36,9 +36,10 @@ class OutputPlace:
 
 
 def output_place(cfg: DictConfig) -> OutputPlace:
+    remote_store = str(cfg.store) if cfg.get("store") and storage.is_remote(cfg.store) else None
     if not storage.is_remote(cfg.output):
-        output, store = job_paths(cfg)
-        return OutputPlace(output.expanduser().absolute(), None, str(store.expanduser().absolute()))
+        output, store = job_paths(cfg if remote_store is None else OmegaConf.merge(cfg, {"store": None}))
+        return OutputPlace(output.expanduser().absolute(), None, remote_store or str(store.expanduser().absolute()))
     base = str(cfg.output).rstrip("/")
     job_dir = _multirun_job_dir()
     url = storage.join(base, job_dir if job_dir != STORE_DIR else f"{job_dir}_") if job_dir else base
