@@ -221,38 +221,50 @@ class Narrator:
         self._runs = {}
         if self.options.quality is not None:
             self._prepare_quality()
-        # Segments are measured (decoded) on a worker thread while the engine keeps stepping.
+        def accept(key: str, result: RowResult, audio: SegmentAudio) -> None:
+            state = attempts[key]
+            first = waiting[key][0]  # a key wanted by several runs is judged in the first one's
+            stored = self._accept(state, result, audio, report_for(first), self._run_state(first), cursors[id(first)])
+            if stored is None:
+                submit(state)  # again, with the next attempt's seed
+                return
+            del attempts[key]
+            for run in waiting.pop(key):
+                report = report_for(run)
+                report.generated += 1
+                report.flagged += bool(stored.facts["flags"] or stored.facts.get("quality_flags"))
+                self._add_to_run(run, cursors[id(run)], stored)
+                report.frames += stored.frames
+                report.generated_frames += stored.frames
+                cursors[id(run)] += 1
+                advance(run)
+            self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
+
+        # Segments are measured (decoded, embedded) on a worker thread while the engine keeps stepping;
+        # the few in the WER sample are then transcribed on a second one, so that a slow transcription
+        # holds up only its own run.
         checker = SegmentChecker(self._measure_finished, getattr(self.codec, "device", None),
                                  threaded=self.threaded_checks)
+        transcriber = SegmentChecker(self._transcribe_finished, None, threaded=self.threaded_checks, max_batch=8)
         try:
-            while queue or requests or checker.pending:
+            while queue or requests or checker.pending or transcriber.pending:
                 while queue and engine.occupancy + engine.queued < engine.capacity:
                     advance(queue.popleft())
                 if requests:
                     for finished in engine.step():
                         key = requests.pop(finished.request_id)
                         checker.submit((key, finished.result), (finished.result.frames, attempts[key].task))
-                for (key, result), audio in checker.collect(wait=not requests):  # wait only when the engine is idle
-                    state = attempts[key]
-                    first = waiting[key][0]  # a key wanted by several runs is judged in the first one's
-                    stored = self._accept(state, result, audio, report_for(first), self._run_state(first),
-                                          cursors[id(first)])
-                    if stored is None:
-                        submit(state)  # again, with the next attempt's seed
-                        continue
-                    del attempts[key]
-                    for run in waiting.pop(key):
-                        report = report_for(run)
-                        report.generated += 1
-                        report.flagged += bool(stored.facts["flags"] or stored.facts.get("quality_flags"))
-                        self._add_to_run(run, cursors[id(run)], stored)
-                        report.frames += stored.frames
-                        report.generated_frames += stored.frames
-                        cursors[id(run)] += 1
-                        advance(run)
-                    self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
+                idle = not requests  # wait for measurements only when the engine has nothing to step
+                for (key, result), audio in checker.collect(wait=idle):
+                    if self._needs_transcript(attempts[key].task, audio):
+                        transcriber.submit((key, result), (audio, attempts[key].task))
+                    else:
+                        accept(key, result, audio)
+                for (key, result), audio in transcriber.collect(wait=idle and not checker.pending):
+                    accept(key, result, audio)
         finally:
             checker.close()
+            transcriber.close()
 
         spent = engine.stats
         model_seconds = (spent.prefill_seconds - before.prefill_seconds) + (spent.step_seconds - before.step_seconds)
@@ -429,10 +441,22 @@ class Narrator:
         tasks = [finished[i][1] for i in usable]
         measured = self._measurer.measure([audios[i].samples for i in usable], int(audios[usable[0]].sample_rate),
                                           [t.model_text for t in tasks], [t.language for t in tasks],
-                                          keys=[t.key for t in tasks])
+                                          keys=[t.key for t in tasks], transcribe=False)
         for i, values in zip(usable, measured):
             audios[i] = replace(audios[i], quality=values)
         return audios
+
+    def _needs_transcript(self, task: SegmentTask, audio: SegmentAudio) -> bool:
+        return (audio.quality is not None and self._measurer is not None
+                and self._measurer.wants_transcript(task.model_text, task.key))
+
+    def _transcribe_finished(self, items: list[tuple[SegmentAudio, SegmentTask]]) -> list[SegmentAudio]:
+        """On the transcriber's thread: the WER sample's transcripts, one ASR batch per language."""
+        audios = [audio for audio, _ in items]
+        measured = self._measurer.with_transcripts([a.quality for a in audios], [a.samples for a in audios],
+                                                   int(audios[0].sample_rate), [t.model_text for _, t in items],
+                                                   [t.language for _, t in items])
+        return [replace(audio, quality=values) for audio, values in zip(audios, measured)]
 
     def measure_segments(self, frames: list[torch.Tensor]) -> list[SegmentAudio]:
         """Finished segments' codes -> their audio (each decoded alone, see pipeline.segment_audio) and level."""

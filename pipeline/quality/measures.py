@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,26 +63,43 @@ class QualityMeasurer:
         return self.encoder.embed([audio], sample_rate)[0]
 
     def measure(self, audios: Sequence[np.ndarray], sample_rate: int, texts: Sequence[str],
-                languages: Sequence[str], keys: Sequence[str] | None = None) -> list[Measured]:
+                languages: Sequence[str], keys: Sequence[str] | None = None, transcribe: bool = True) -> list[Measured]:
         """Embeddings in one batch, transcripts in one batch per language. ``keys`` (the segments'
-        keys) choose the WER sample when ``options.wer_sample`` < 1; without keys all are measured."""
+        keys) choose the WER sample when ``options.wer_sample`` < 1; without keys all are measured.
+        ``transcribe=False``: embeddings only (``with_transcripts`` adds the WER later)."""
         if not len(audios) == len(texts) == len(languages) == (len(audios) if keys is None else len(keys)):
             raise ValueError(f"{len(audios)} audios, {len(texts)} texts, {len(languages)} languages"
                              + ("" if keys is None else f" and {len(keys)} keys"))
         embeddings: Sequence[np.ndarray | None] = [None] * len(audios)
         if self.encoder is not None and len(audios):
             embeddings = list(self.encoder.embed(audios, sample_rate))
-        words = [normalize_words(t) for t in texts]
-        transcripts: list[str | None] = [None] * len(audios)
-        if self.asr is not None:
-            for language in sorted(set(languages)):
-                members = [i for i, lang in enumerate(languages) if lang == language and words[i]
-                           and (keys is None or wer_sampled(keys[i], self.options.wer_sample))]
-                heard = self.asr.transcribe([audios[i] for i in members], sample_rate, language) if members else None
-                for i, text in zip(members, heard or []):
-                    transcripts[i] = text
-        measured = []
-        for i, heard in enumerate(transcripts):
-            wer = None if heard is None else edit_distance(words[i], normalize_words(heard)) / len(words[i])
-            measured.append(Measured(embedding=embeddings[i], wer=wer, words=len(words[i]), transcript=heard))
+        measured = [Measured(embedding=embedding, wer=None, words=len(normalize_words(text)), transcript=None)
+                    for embedding, text in zip(embeddings, texts)]
+        if not transcribe:
+            return measured
+        chosen = [i for i in range(len(audios)) if self.wants_transcript(texts[i], None if keys is None else keys[i])]
+        heard = self.with_transcripts([measured[i] for i in chosen], [audios[i] for i in chosen], sample_rate,
+                                      [texts[i] for i in chosen], [languages[i] for i in chosen])
+        for i, values in zip(chosen, heard):
+            measured[i] = values
         return measured
+
+    def wants_transcript(self, text: str, key: str | None = None) -> bool:
+        """Whether a segment is transcribed: WER on, words to compare, and in the sample (by key)."""
+        return (self.asr is not None and bool(normalize_words(text))
+                and (key is None or wer_sampled(key, self.options.wer_sample)))
+
+    def with_transcripts(self, measured: Sequence[Measured], audios: Sequence[np.ndarray], sample_rate: int,
+                         texts: Sequence[str], languages: Sequence[str]) -> list[Measured]:
+        """``measured`` with the transcript and WER of each (one ASR batch per language; a language
+        the ASR does not hear stays unmeasured)."""
+        out = list(measured)
+        if self.asr is None:
+            return out
+        for language in sorted(set(languages)):
+            members = [i for i, lang in enumerate(languages) if lang == language and normalize_words(texts[i])]
+            heard = self.asr.transcribe([audios[i] for i in members], sample_rate, language) if members else None
+            for i, text in zip(members, heard or []):
+                words = normalize_words(texts[i])
+                out[i] = replace(out[i], wer=edit_distance(words, normalize_words(text)) / len(words), transcript=text)
+        return out
