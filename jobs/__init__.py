@@ -12,6 +12,7 @@ JOBS: dict[str, str] = {
     "plan": "jobs.plan:run",
     "finish": "jobs.finish:run",
     "synthesize": "jobs.synthesize:run",
+    "report": "jobs.report:run",
 }
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # torch-heavy: imported where used, so that job=plan starts w
     from pipeline.dataset.synth import SynthOptions
     from pipeline.finish import FinishOptions
     from pipeline.narrate import NarrationOptions
+    from pipeline.quality.decisions import QualityOptions
 
 STORE_DIR = "store"  # under the output folder, unless store= names another
 SPEAKING_RATE_LANGUAGES = ("en", "zh", "ja", "ko", "de", "fr", "es")  # the fields of SpeakingRates
@@ -201,7 +202,37 @@ def narration_options(cfg: DictConfig, tiny: bool) -> NarrationOptions:
         silence_dbfs=float(n.silence_dbfs),
         max_frames_per_segment=int(n.max_frames_per_segment),
         capacity=None if str(n.capacity) == "auto" else int(n.capacity),
+        # prepare() resolves model=auto later; a model named tiny is known to be tiny already
+        quality=quality_options(cfg, tiny or str(cfg.model) == "tiny"),
     )
+
+
+def quality_options(cfg: DictConfig, tiny: bool) -> QualityOptions | None:
+    """`quality` as the narrator's options; None when switched off (or absent from the config).
+    `act: auto` acts on real models only: the tiny random model's noise fails every check."""
+    from pipeline.quality.decisions import QualityOptions
+
+    q = cfg.get("quality")
+    if q is None or not bool(q.enabled):
+        return None
+    act = (not tiny) if str(q.act) == "auto" else bool(q.act)
+    try:
+        return QualityOptions(
+            act=act, similarity=bool(q.similarity), wer=bool(q.wer), asr=str(q.asr),
+            asr_path=None if q.asr_path is None else str(q.asr_path), wer_sample=float(q.wer_sample),
+            min_similarity=float(q.min_similarity), min_similarity_to_run=float(q.min_similarity_to_run),
+            similarity_mads=float(q.similarity_mads), min_similarity_margin=float(q.min_similarity_margin),
+            min_history=int(q.min_history), max_wer=float(q.max_wer), min_wer_words=int(q.min_wer_words),
+            max_regenerations=int(q.max_regenerations),
+        )
+    except ValueError as error:  # the schema checks each key; this is the last word on their combination
+        raise InputError("quality", "", str(error), "fix the quality settings in the config") from error
+
+
+def report_enabled(cfg: DictConfig) -> bool:
+    """Whether job=narrate ends by writing the quality report."""
+    q = cfg.get("quality")
+    return q is None or bool(q.get("report", True))
 
 
 def pause_options(cfg: DictConfig) -> PauseOptions:

@@ -28,6 +28,7 @@ SUBTITLE_MODES = ("sentences", "segments")
 SEED_POLICIES = ("from_key",)
 MANUSCRIPT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".epub")
 MODEL_NAMES = ("auto", "moss_tts", "moss_tts_v1_5", "tiny")
+ASR_KINDS = ("pocketsphinx", "whisper")
 _BITRATE = re.compile(r"^(\d+)([kK])?$")
 
 Check = Callable[[Any], "str | None"]  # a value -> None when allowed, else what is allowed
@@ -178,6 +179,22 @@ RULES: dict[str, Check] = {
     "narration.max_frames_per_segment": number(13, 30000, integer=True),
     "narration.capacity": number(1, 4096, integer=True, auto=True),
     "narration.language_tags": lambda v: None if isinstance(v, bool) or v == "auto" else "valid choices: auto, true, false",
+    "quality.enabled": boolean,
+    "quality.act": lambda v: None if isinstance(v, bool) or v == "auto" else "valid choices: auto, true, false",
+    "quality.similarity": boolean,
+    "quality.wer": boolean,
+    "quality.asr": choice(*ASR_KINDS),
+    "quality.asr_path": text(nullable=True),
+    "quality.wer_sample": number(0, 1),
+    "quality.min_similarity": number(-1, 1),
+    "quality.min_similarity_to_run": number(-1, 1),
+    "quality.similarity_mads": number(0),
+    "quality.min_similarity_margin": number(0, 2),
+    "quality.min_history": number(1, 100000, integer=True),
+    "quality.max_wer": number(0),
+    "quality.min_wer_words": number(1, 10000, integer=True),
+    "quality.max_regenerations": number(0, 20, integer=True),
+    "quality.report": boolean,
     "finish.pauses.clause": number(0, 30),
     "finish.pauses.sentence": number(0, 30),
     "finish.pauses.paragraph": number(0, 30),
@@ -256,6 +273,10 @@ def config_problems(cfg: DictConfig) -> list[tuple[str, Any, str]]:
         key = "voice_text" if values.get("voice_text") not in (None, "") else "voice_text_file"
         problems.append((key, values[key], "a transcript needs its recording: add voice=PATH (the audio it transcribes)"
                          ", or drop the transcript"))
+    if values.get("quality.asr") == "whisper" and "quality.asr" not in bad and values.get("quality.asr_path") is None \
+            and values.get("quality.enabled") is not False and values.get("quality.wer") is not False:
+        problems.append(("quality.asr_path", None, "quality.asr=whisper needs the local folder of a Whisper model "
+                         "(config.json, *.safetensors, processor files); or use quality.asr=pocketsphinx"))
     model = values.get("model")
     if isinstance(model, str) and "model" not in bad and model not in MODEL_NAMES and not _looks_like_path(model):
         problems.append(("model", model, f"valid choices: {', '.join(MODEL_NAMES)}, or a local checkpoint folder"))
