@@ -10,7 +10,9 @@
 #   3. the decode step alone in each mode, without sampling (bench/decode_step.py);
 #   4. the continuous-batching engine with the 8B shape: audio seconds per second at pools of 64
 #      and 128 rows (about 440-token prompts sharing a voice head, 190-frame segments;
-#      bench/engine.py --config 8b; target at least 300 on one H200).
+#      bench/engine.py --config 8b; target at least 300 on one H200);
+#   5. the per-segment quality measures (bench/quality.py): speaker embeddings on the GPU, PocketSphinx
+#      on a core, in CPU-s per audio-s and cores needed at 300 audio-s/s (60 s at most).
 # To see where time goes: bench/generate.py --profile or --sync-debug, bench/decode_step.py.
 # Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
 # With MOSS_TTS_UPSTREAM set to a checkout of OpenMOSS/MOSS-TTS (never part of this project;
@@ -37,6 +39,9 @@ log="${OUT:-/tmp}/cuda_check.log"
   timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph+compile
   timeout 300 python3 bench/decode_step.py --config 8b --device cuda --batches 1 16  # the step alone, no sampling
   timeout 420 python3 bench/engine.py --config 8b --device cuda --capacities 64 128 --json "${OUT:-/tmp}/engine_8b.json"
+  # 5. quality measures per audio second with the speaker encoder on the GPU (PocketSphinx stays on a CPU core)
+  timeout 60 python3 bench/quality.py --device cuda --seconds 120 --asr-seconds 10 --narration-rate 300 \
+    || echo "quality bench skipped or failed (needs resemblyzer, pocketsphinx, torchaudio)"
 } 2>&1 | tee "$log"
 echo "== summary =="
-grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ |capacity | *pool )|passed|failed|error" "$log"
+grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ |capacity | *pool )|passed|failed|error|CPU-s/audio-s" "$log"
