@@ -193,6 +193,25 @@ def _probe(pieces: Sequence[Piece], rate: int, encode: Encoder, suffix: str) -> 
 
 _SAFETY_DB = 0.15  # extra headroom over a predicted or measured overshoot
 _FIRST_PASS_HEADROOM_DB = 1.0  # lossy codecs at 64 kbit/s overshoot by up to ~0.8 dB on speech
+_USUAL_OVERSHOOT_DB = 0.8  # room a static first-pass gain leaves at least for the overshoot
+
+
+def _static_first_pass(target: DeliveryTarget, source_lufs: float | None, source_peak_db: float | None,
+                       overshoot: float, change: float) -> float | None:
+    """The static gain (dB) that brings the predicted delivered loudness to the target and
+    keeps the predicted peak under the limit, or None when no gain does both (or the
+    source's figures are unknown)."""
+    if source_peak_db is None or (target.adjust_loudness and (source_lufs is None or not math.isfinite(source_lufs))):
+        return None
+    # a probe samples a few peaks of many: room is kept for at least the usual overshoot
+    room = target.peak_limit_db - (source_peak_db + max(overshoot + _SAFETY_DB, _USUAL_OVERSHOOT_DB))
+    if not target.adjust_loudness:
+        return 0.0 if room >= 0.0 else None
+    wanted = target.target_lufs - (source_lufs + change)
+    gain = min(wanted, room)
+    if abs(wanted - gain) > target.tolerance_lu / 2:
+        return None
+    return gain
 
 
 def deliver(
@@ -203,17 +222,25 @@ def deliver(
     target: DeliveryTarget,
     source_peak_db: float | None = None,
     probe: bool = True,
+    source_lufs: float | None = None,
 ) -> Delivered:
     """Encode ``pieces`` (already at the target loudness, under the ceiling) to
     ``destination`` until the file measures within ``target``.
 
     ``source_peak_db``: the sources' known true peak (saves measuring it for a first pass
-    that leaves them as they are). ``probe=False`` for lossless formats.
+    that leaves them as they are). ``probe=False`` for lossless formats, or to send the
+    sources as they are the first time. With the sources' loudness (``source_lufs``) and
+    peak known, the probe's prediction is applied, where the headroom left allows, as a
+    static gain (no limiter pass over the whole source); otherwise the first pass levels
+    and limits the sources again as predicted.
     """
     destination = Path(destination)
     level_lufs, limit_db = None, None  # the sources as they are
+    static_gain_db = None
     if probe:
         overshoot, change = _probe(pieces, sample_rate, encode, destination.suffix)
+        static_gain_db = _static_first_pass(target, source_lufs, source_peak_db, overshoot, change)
+    if probe and static_gain_db is None:
         if target.adjust_loudness:
             level_lufs = target.target_lufs - float(np.clip(change, -3.0, 3.0))
         # a probe samples a few peaks of many: the first pass keeps at least this much headroom
@@ -223,7 +250,15 @@ def deliver(
         if level_lufs is not None and limit_db is None:
             limit_db = target.peak_limit_db
         peaks: list[float] = []
-        path = encode(_prepared(pieces, sample_rate, level_lufs, limit_db, target.limiter, peaks), destination)
+        if static_gain_db is not None:
+            gain = np.float32(loudness.db_to_gain(static_gain_db))
+            path = encode((_load(piece) * gain for piece in pieces), destination)
+            peaks.append(source_peak_db + static_gain_db)
+            if target.adjust_loudness:
+                level_lufs = source_lufs + static_gain_db
+            static_gain_db = None
+        else:
+            path = encode(_prepared(pieces, sample_rate, level_lufs, limit_db, target.limiter, peaks), destination)
         measured = measure_file(path)
         if target.passes(measured):
             break

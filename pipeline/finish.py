@@ -43,8 +43,9 @@ class FinishOptions:
     write_m4b: bool = True
     m4b_bitrate: str = "64k"
     # masters that lossy files are made from are limited this much further under the ceiling,
-    # so that the encoders' overshoot (0.5 to 0.8 dB at 64 kbit/s) still passes at the first encode
-    lossy_headroom_db: float = 1.0
+    # so that the encoders' overshoot (usually 0.5 to 0.8 dB at 64 kbit/s, now and then 1.8 dB
+    # for an hour of AAC) still passes at the first encode (and peaks stay under -3 dBTP, as ACX asks)
+    lossy_headroom_db: float = 2.0
     encoder_speed: str = "fast"  # lossy encoders (chapters and M4B): fast | quality
 
     def __post_init__(self) -> None:
@@ -279,10 +280,10 @@ def finish_chapter(
 
             lossy_job = pool.submit(deliver.deliver, [level.audio], rate, out / f"{stem}.{fmt.extension}",
                                     write_lossy, target, level.true_peak_dbtp,
-                                    probe=not _headroom_suffices(options, options.lossy_bitrate))
+                                    source_lufs=level.output_lufs if _headroom_suffices(options) else None)
         if options.write_m4b:
             part_job = pool.submit(make_book_part, level.audio, part_path(out, stem), export.AAC_FRAME, options,
-                                   target, level.true_peak_dbtp)
+                                   target, level.true_peak_dbtp, level.output_lufs)
         # FLAC is lossless: the file holds ``level.audio`` to 24 bits (an error under 1e-6 dB),
         # so the master's own measurement is the file's (the tests check it with FFmpeg's meter)
         flac_path = export.write_flac(out / f"{stem}.flac", level.audio, rate, subtype=options.flac_subtype, tags=tags)
@@ -331,12 +332,11 @@ def _covered_by_headroom(bitrate: str) -> bool:
     return (int(text[:-1]) * 1000 if text.endswith("k") else int(text)) >= _HEADROOM_BITS
 
 
-def _headroom_suffices(options: FinishOptions, bitrate: str) -> bool:
-    """Whether the master can go to the encoder as it is for the first pass: it keeps the
-    lossy headroom (every lossy bitrate is high enough for it). Otherwise a probe of a few
-    excerpts predicts the encoder's loudness change and overshoot for the first pass
-    (slower: the whole source is leveled and limited again)."""
-    return options.makes_lossy and options.lossy_headroom_db >= 1.0
+def _headroom_suffices(options: FinishOptions) -> bool:
+    """Whether the master keeps the lossy headroom (every lossy bitrate is high enough for
+    it): then the first encode gets the master with at most a static gain (the probe's
+    prediction, within the headroom), not leveled and limited again."""
+    return options.makes_lossy and options.lossy_headroom_db >= 1.5
 
 
 def part_path(out_dir: str | Path, stem: str) -> Path:
@@ -382,6 +382,7 @@ def make_book_part(
     options: FinishOptions,
     target: deliver.DeliveryTarget | None = None,
     source_peak_db: float | None = None,
+    source_lufs: float | None = None,
 ) -> tuple[export.BookPart, deliver.Delivered | None]:
     """Encode a chapter's master as its AAC stream for the M4B (see ``export.BookPart``).
 
@@ -402,7 +403,7 @@ def make_book_part(
         path, figures = write(iter([source]), destination), None
     else:
         figures = deliver.deliver([source], rate, destination, write, target, source_peak_db,
-                                  probe=not _headroom_suffices(options, options.m4b_bitrate))
+                                  source_lufs=source_lufs if _headroom_suffices(options) else None)
         path = Path(figures.path)
     written = export.adts_frame_count(path)
     if written != frames:
