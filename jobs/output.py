@@ -5,8 +5,10 @@ lives at the URL itself (`<url>/store`, unless `store=` says otherwise), so a na
 safe the moment it is stored and any machine can resume the book. When finishing is done the
 staging folder is published to the URL file by file, the index's book table last (finishing
 removes it there first): a reader of the URL sees a complete index only once every file it names
-is there. Inputs given as URLs (`input=`, `voice=`, `voice_text_file=`, `lexicon=`) are fetched
-into the staging folder before they are checked; narrator actors fetch the voice themselves.
+is there. Inputs given as URLs (`input=`, `voice=`, `voice_text_file=`, `lexicon=`; for datasets
+`input=` and `voices=`, files or folders) are fetched into the staging folder before they are
+checked; narrator actors fetch the voice themselves. job=synthesize publishes its shards, card
+and manifest the same way (it has no book table: everything is copied).
 """
 
 from __future__ import annotations
@@ -48,22 +50,21 @@ def output_place(cfg: DictConfig) -> OutputPlace:
     return OutputPlace(staging, url, store)
 
 
-def fetch_inputs(cfg: DictConfig, place: OutputPlace) -> tuple[DictConfig, dict[str, str]]:
-    """The config with every input URL replaced by a local copy in the staging folder, and the URLs
-    replaced (key -> URL). A URL that cannot be read is an InputError naming it."""
-    urls = {key: str(cfg[key]) for key in URL_INPUTS if cfg.get(key) is not None and storage.is_remote(cfg[key])}
+def fetch_inputs(cfg: DictConfig, place: OutputPlace, keys: tuple[str, ...] = URL_INPUTS) -> tuple[DictConfig, dict[str, str]]:
+    """The config with every input URL among `keys` replaced by a local copy (a file or a folder) in
+    the staging folder, and the URLs replaced (key -> URL). A URL that cannot be read is an
+    InputError naming it."""
+    urls = {key: str(cfg[key]) for key in keys if cfg.get(key) is not None and storage.is_remote(cfg[key])}
     if not urls:
         return cfg, {}
     local = {}
     for key, url in urls.items():
         target = place.local / "inputs" / key / url.rstrip("/").rsplit("/", 1)[-1]
         try:
-            data = storage.read_bytes(url)
+            storage.fetch(url, target)
         except (OSError, ValueError, ImportError) as error:
             raise InputError(key, storage.display(url), f"cannot be read ({type(error).__name__}: {error})",
                              "check the URL and the credentials in the environment (never put them in the URL)") from error
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
         local[key] = str(target)
     merged = OmegaConf.merge(cfg, local)
     assert isinstance(merged, DictConfig)

@@ -393,8 +393,12 @@ def synthesized_rows(manifest_file: Path, columns: list[str], shards: set[int] |
 
 
 def start_light_task(function: Callable[..., Any], *args: Any) -> Any:
-    """`function(*args)` as a Ray task that takes no CPU slot (light I/O beside busy actors)."""
-    return ray.remote(num_cpus=0)(function).remote(*args)
+    """`function(*args)` as a Ray task that takes no CPU slot (light I/O beside busy actors), on the
+    driver's node: it writes into the output folder there."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=here)(function).remote(*args)
 
 
 def wait_for(tasks: list) -> list:

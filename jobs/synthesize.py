@@ -19,14 +19,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import (ClusterOptions, cluster_options, dataset_key_inputs, dataset_prepare_options,
-                         dataset_synth_options, job_count, job_paths, narration_options)
+                         dataset_synth_options, job_count, narration_options)
+from jobs.output import OutputPlace, claim_remote, fetch_inputs, output_place, publish, remote_problems
 from jobs.settings import ConfigError, claim_output, output_problems
 from pipeline.dataset import card, manifest, shards
 from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
 from pipeline.dataset.rows import check_readable, input_files, read_rows
 from pipeline.dataset.synth import SynthOptions
 from pipeline.dataset.voices import DatasetVoice, load_voices
-from pipeline import storage
 from pipeline.errors import InputError
 from pipeline.models import ModelChoice, resolve_model
 from pipeline.segment import FRAMES_PER_SECOND
@@ -39,8 +39,8 @@ class SynthesizeSetup:
     """Everything decided before a model loads."""
 
     input: Path
-    output: Path
-    store: Path
+    output: Path  # where the files are written (for an object-storage output: its staging folder)
+    store: str  # the result store: a folder or a URL
     model: ModelChoice
     model_revision: str
     voices: dict[str, DatasetVoice]
@@ -51,6 +51,7 @@ class SynthesizeSetup:
     batch_rows: int
     shard: shards.ShardOptions
     command: str
+    remote: str | None = None  # the output's URL on object storage
 
 
 def prepare(cfg: DictConfig) -> SynthesizeSetup:
@@ -61,11 +62,8 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
     from moss_model.loading import checkpoint_fingerprint
 
     job = cfg.job
-    for key in ("input", "voices", "output"):
-        if cfg.get(key) is not None and storage.is_remote(cfg[key]):
-            raise InputError(key, storage.display(cfg[key]), "job=synthesize reads and writes local (or shared) "
-                             "folders only; object storage is for the book jobs (plan, narrate, finish)",
-                             f"copy it to a local folder and pass {key}=DIR")
+    place = output_place(cfg)
+    cfg, _ = fetch_inputs(cfg, place, ("input", "voices"))
     files = input_files(str(cfg.input))
     check_readable(files)
     voices = load_voices(None if cfg.get("voices") is None else str(cfg.voices))
@@ -78,16 +76,21 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
         raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
     narration = narration_options(cfg, model.tiny)
     cluster = cluster_options(cfg, cuda)
-    output, store = job_paths(cfg)
-    problems = output_problems(output, None, bool(cfg.get("overwrite", False)))
+    overwrite = bool(cfg.get("overwrite", False))
+    problems = (remote_problems(place.remote, None, overwrite) if place.remote
+                else output_problems(place.local, None, overwrite))
     if problems:
         raise ConfigError(problems)
-    output = claim_output(output, None, "synthesize", OmegaConf.to_yaml(cfg, resolve=True))
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    output = claim_output(place.local, None, "synthesize", config_yaml)
+    if place.remote:
+        claim_remote(place.remote, None, "synthesize", config_yaml)
     decoding = json.dumps(asdict(narration.decoding), sort_keys=True)
     return SynthesizeSetup(
         input=Path(str(cfg.input)).expanduser(),
         output=output,
-        store=store.resolve(),
+        store=place.store,
+        remote=place.remote,
         model=model,
         model_revision=revision,
         voices=voices,
@@ -210,6 +213,7 @@ def run(cfg: DictConfig) -> dict:
     totals = card.totals(shards.shard_summary_columns(setup.output))
     card.write_card(setup.output, totals, info, setup.command, setup.model.checkpoint, setup.model_revision,
                     setup.model.tiny, setup.shard.decoding)
+    publish(OutputPlace(setup.output, setup.remote, setup.store))  # an object-storage output: copied there
     summary = {
         **figures,
         "dataset_rows": totals.rows,
@@ -223,7 +227,7 @@ def run(cfg: DictConfig) -> dict:
         "outside_model_share": (1 - figures["model_seconds"] / figures["actor_seconds"]
                                 if figures["actor_seconds"] else None),
         "wall_seconds": time.perf_counter() - started,
-        "output": str(setup.output),
+        "output": setup.remote or str(setup.output),
     }
     print(format_summary(summary))
     return summary

@@ -153,6 +153,19 @@ def upload_tree(source: Path, location: str | os.PathLike, skip: frozenset[str] 
     return copied
 
 
+def fetch(location: str | os.PathLike, target: Path) -> Path:
+    """Copy a file or a folder at `location` to the local path `target` (replaced); returns it."""
+    fs, path = filesystem(location)
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if fs.isdir(path):
+        fs.get(path.rstrip("/") + "/", str(target), recursive=True)
+    else:
+        fs.get_file(path, str(target))
+    return target
+
+
 @contextlib.contextmanager
 def local_copy(location: str | os.PathLike) -> Iterator[Path]:
     """A local path to read a location from: the path itself when local, else a temporary copy
@@ -163,11 +176,6 @@ def local_copy(location: str | os.PathLike) -> Iterator[Path]:
     fs, path = filesystem(location)
     folder = Path(tempfile.mkdtemp(prefix="moss-input-"))
     try:
-        target = folder / path.rstrip("/").rsplit("/", 1)[-1]
-        if fs.isdir(path):
-            fs.get(path.rstrip("/") + "/", str(target), recursive=True)
-        else:
-            fs.get_file(path, str(target))
-        yield target
+        yield fetch(location, folder / path.rstrip("/").rsplit("/", 1)[-1])
     finally:
         shutil.rmtree(folder, ignore_errors=True)

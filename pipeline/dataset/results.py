@@ -64,7 +64,9 @@ class ResultStore:
         return f"{self.base}/results/{key[:2]}/{key}.parquet"
 
     def has(self, key: str) -> bool:
-        return self.fs.exists(self._path(key))
+        path = self._path(key)
+        self.fs.invalidate_cache(path.rsplit("/", 1)[0])  # other processes write here: never trust a cached listing
+        return self.fs.exists(path)
 
     def put(self, utterance: Utterance) -> None:
         table = pa.Table.from_pylist([utterance.__dict__], schema=SCHEMA)

@@ -126,3 +126,28 @@ def test_a_plan_from_a_manuscript_in_the_bucket_to_the_bucket(s3, book, tmp_path
                               f"output={tmp_path / 'x'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=300)
     assert missing.returncode == 2 and "s3://books/manuscripts/nope.md: cannot be read" in missing.stderr
+
+
+def test_a_dataset_from_and_to_the_bucket(s3, tmp_path):
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    for name, tone in (("low", 180.0), ("high", 320.0)):
+        t = np.arange(int(1.5 * 24000)) / 24000
+        wave = 0.3 * np.sin(2 * np.pi * tone * t) + 0.01 * rng.standard_normal(t.size)
+        local = tmp_path / f"{name}.wav"
+        soundfile.write(local, wave.astype(np.float32), 24000)
+        storage.write_bytes(f"s3://books/voices/{name}.wav", local.read_bytes())
+    texts = "\n".join(f"Line number {i} of the harbour log." for i in range(6)) + "\n"
+    storage.write_text("s3://books/texts/log.txt", texts)
+    url = "s3://books/datasets/log"
+    out = run_cli(sys.executable, "-m", "pipeline.run", "job=synthesize", "input=s3://books/texts/log.txt",
+                  "voices=s3://books/voices", f"output={url}", "model=tiny", "job.shard_size=4",
+                  "cluster.num_actors=1")
+    assert "dataset finished" in out
+    names = storage.listdir(f"{url}/data")
+    assert len([n for n in names if n.endswith(".parquet")]) == 2, names
+    with storage.local_copy(f"{url}/data") as folder:
+        rows = pq.read_table(folder).to_pylist()
+    assert len(rows) == 6 and {r["voice"] for r in rows} <= {"low", "high"}
+    assert storage.exists(f"{url}/README.md") and storage.exists(f"{url}/store")
