@@ -3,7 +3,7 @@
 Writes ``<output>/report.html`` (plots inline, no scripts, nothing fetched: it opens offline)
 and ``report_similarity.png`` / ``report_wer.png`` beside it (``pipeline.quality.report``).
 Needs a finished index: a missing or unfinished one is bad input (exit 2). job=narrate ends
-with the same report (``write_book_report``).
+with the same report (``pipeline.quality.report.write_book_report``, when ``quality.report``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from jobs.config import job_paths, quality_options, report_enabled
+from jobs.config import job_paths, quality_options
 from pipeline import index
 from pipeline.errors import InputError
 
@@ -27,24 +27,6 @@ def _book(output: Path) -> dict:
                          "narration or finishing stopped before the end)",
                          "run the same job=narrate (or job=finish) command again to finish it, then job=report")
     return index.read_table(index.table_path(output, "book")).to_pylist()[0]
-
-
-def write_book_report(output: Path, cfg: DictConfig | None = None) -> Path | None:
-    """The report of a finished output (job=narrate's last step): its path, or None when
-    ``quality.report`` is off. A report that cannot be written is a warning, never a lost book."""
-    if cfg is not None and not report_enabled(cfg):
-        return None
-    from pipeline.quality.report import write_report
-
-    try:
-        book = _book(Path(output))
-        options = quality_options(cfg, bool(book.get("tiny_random_model"))) if cfg is not None else None
-        report = write_report(output, options=options)
-    except Exception as error:  # the book is done; the report is an extra
-        print(f"warning: the quality report was not written: {error}")
-        return None
-    print(f"quality report: {report.html} ({report.flagged} of {report.segments} segments flagged)")
-    return report.html
 
 
 def run(cfg: DictConfig) -> dict:

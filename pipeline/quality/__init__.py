@@ -13,24 +13,27 @@ Modules, one job each:
   ``Spread.of(values)`` for any other distribution (e.g. the book's, in a final pass).
 - ``asr``: ``ASR`` protocol ``transcribe(audio_batch, sample_rate, language) -> list[str] | None``
   (None: a language it does not hear, "not measured"); ``PocketSphinxASR()`` (English, model in
-  the wheel), ``WhisperASR(path)`` (transformers, local folder, safetensors only);
-  ``load_asr(kind, path, device)``.
+  the wheel; decodes in a worker process, ``sphinx_worker``, because it holds the GIL for a whole
+  utterance; ``in_process=True`` for scripts), ``WhisperASR(path)`` (transformers, local folder,
+  safetensors only); ``load_asr(kind, path, device)``.
 - ``wer``: ``normalize_words(text)``, ``edit_distance(ref_words, hyp_words)``,
   ``word_error_rate(reference, hypothesis) -> float | None``.
-- ``decisions``: ``QualityOptions`` (switches and thresholds), ``SegmentMeasures``,
+- ``decisions``: ``QualityOptions`` (switches and thresholds; ``act=False`` measures and records
+  without regenerating or flagging), ``SegmentMeasures``,
   ``Distribution(to_reference: Spread | None, to_run: Spread | None)``,
   ``decide(measures, distribution, options, attempt=1) -> Decision(action, flags, reasons, reanchor)``
   with action ``"ok" | "regenerate" | "flag"``; ``reanchor`` asks for the retry without the
   carried prefix (a similarity failure).
 - ``measures``: ``QualityMeasurer(options, device)``: ``reference_embedding(audio, rate)`` and
   ``measure(audios, rate, texts, languages) -> [Measured(embedding, wer, words, transcript)]``
-  (one embedding batch, one ASR batch per language); ``Measured.with_run(state, k) ->
-  SegmentMeasures``.
+  (one embedding batch, one ASR batch per language; ``transcribe=False`` for embeddings only,
+  then ``wants_transcript(text, key)`` / ``with_transcripts(...)``, as the narrator does on two
+  threads); ``Measured.with_run(state, k) -> SegmentMeasures``.
 - ``report``: ``write_report(output, destination=None, options=None) -> Report(html, plots,
-  segments, flagged)`` from ``<output>/index/``; ``chapter_summary(segment_rows)`` for the
-  chapters table's quality columns.
+  segments, flagged)`` from ``<output>/index/``; ``write_book_report(output, options)`` the same
+  as narration's last step (a failure is a warning); ``chapter_summary(segment_rows)``.
 
-Wiring one batch of decoded segments in the narrator::
+Wiring one batch of decoded segments in the narrator (``pipeline.narrate`` does this)::
 
     measurer = QualityMeasurer(options)                      # once per actor
     runs = {run: RunSimilarity(measurer.reference_embedding(ref_audio, 24_000))}
@@ -55,7 +58,7 @@ _EXPORTS = {
     "FLAG": "decisions", "OK": "decisions", "REGENERATE": "decisions", "Decision": "decisions",
     "Distribution": "decisions", "QualityOptions": "decisions", "SegmentMeasures": "decisions", "decide": "decisions",
     "Measured": "measures", "QualityMeasurer": "measures",
-    "Report": "report", "chapter_summary": "report", "write_report": "report",
+    "Report": "report", "chapter_summary": "report", "write_book_report": "report", "write_report": "report",
     "RunSimilarity": "similarity", "SegmentSimilarity": "similarity", "Spread": "similarity",
     "SpeakerEncoder": "speaker", "cosine_similarity": "speaker",
     "edit_distance": "wer", "normalize_words": "wer", "word_error_rate": "wer",

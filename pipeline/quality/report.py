@@ -297,3 +297,17 @@ def write_report(output: str | Path, destination: str | Path | None = None,
     parts.append("</body></html>")
     page.write_text("\n".join(parts), encoding="utf-8")
     return Report(page, tuple(paths), len(rows), len(flagged))
+
+
+def write_book_report(output: str | Path, options: QualityOptions | None = None) -> Report | None:
+    """``write_report`` as the last step of a narration: the book is finished by then, so a report
+    that cannot be written is a warning (None), never a failed run."""
+    import warnings
+
+    try:
+        report = write_report(output, options=options)
+    except Exception as error:  # noqa: BLE001  (the report is an extra; the audiobook is done)
+        warnings.warn(f"the quality report of {output} was not written: {error}", stacklevel=2)
+        return None
+    print(f"quality report: {report.html} ({report.flagged} of {report.segments} segments flagged)")
+    return report

@@ -73,12 +73,17 @@ def test_job_report_writes_a_page_with_its_plots(narrated, tmp_path):
     assert not re.search(r"(src|href)=['\"]https?:", text)  # opens offline
 
 
-def test_write_book_report_is_what_narrate_ends_with(narrated):
-    from jobs.report import write_book_report
+def test_write_book_report_is_what_narrate_ends_with(narrated, tmp_path):
+    from jobs.config import quality_options, report_enabled
+    from pipeline.quality.report import write_book_report
 
-    assert write_book_report(narrated, config("quality.report=false")) is None
-    path = write_book_report(narrated, config(f"output={narrated}"))
-    assert path == narrated / "report.html" and path.is_file()
+    assert report_enabled(config()) and not report_enabled(config("quality.report=false"))
+    options = quality_options(config("model=tiny"), tiny=True)
+    assert options is not None and not options.act
+    report = write_book_report(narrated, options)
+    assert report.html == narrated / "report.html" and report.html.is_file()
+    with pytest.warns(UserWarning, match="was not written"):
+        assert write_book_report(tmp_path / "nothing") is None  # a warning, never a failed narration
 
 
 def test_report_without_a_finished_index_is_bad_input(narrated, tmp_path):
