@@ -17,8 +17,9 @@ engine's loop (`pipeline.checks`, `pipeline.segment_audio`); the silence check r
 and the store keeps it with the codes, so finishing never runs the codec again.
 
 Quality (`NarrationOptions.quality`, `pipeline.quality`): on the same worker thread each batch of
-decoded segments gets its speaker embedding and, for the key-chosen sample of English segments,
-a transcript and WER. Accepting a segment then compares it with the voice reference and with the
+decoded segments gets its speaker embeddings; the key-chosen WER sample of them is then
+transcribed on a second thread (PocketSphinx decodes in a process of its own), so a slow
+transcription holds up only its own run. Accepting a segment then compares it with the voice reference and with the
 accepted segments before it in its own run (`RunSimilarity`, one per run, rebuilt from the
 embeddings stored in the facts of the run's stored segments when a run resumes), and `decide`
 keeps it, regenerates it with the next seed (re-anchored, i.e. without the carried prefix, when
