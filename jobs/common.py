@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import (ClusterOptions, book_key_inputs, cluster_options, finish_options, generated_voice_id,
                          job_paths, narration_options, plan_options, voice_spec)
-from jobs.output import OutputPlace, claim_remote, fetch_inputs, output_place, publish, remote_problems, unpublish
+from jobs.output import (OutputPlace, claim_remote, fetch_inputs, fresh_staging, output_place, publish,
+                         remote_problems, unpublish)
 from jobs.settings import ConfigError, check_files, claim_output, forbidden_folder, output_problems
 from pipeline import index, storage
 from pipeline.chapter_audio import ChapterSegment
@@ -93,7 +94,7 @@ def check_inputs(cfg: DictConfig) -> CheckedInputs:
     """Every input a book job reads, checked in order (files and output, voice, manuscript, lexicon);
     nothing is written but the local copies of inputs given as URLs, and no model is resolved."""
     place = output_place(cfg)
-    cfg, urls = fetch_inputs(cfg, place)
+    cfg, urls = fetch_inputs(cfg)
     source = Path(str(cfg.input)).expanduser()
     problems = check_files(cfg)
     if place.remote:
@@ -135,6 +136,7 @@ def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
     except CheckpointError as error:
         raise InputError(f"model={cfg.model}", "", str(error), "pass a local checkpoint folder or model=tiny") from error
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    fresh_staging(OutputPlace(inputs.output, inputs.remote, inputs.store))
     output = claim_output(inputs.output, inputs.source, str(cfg.job.name), config_yaml)
     if inputs.remote:
         claim_remote(inputs.remote, inputs.source, str(cfg.job.name), config_yaml)

@@ -6,7 +6,7 @@ safe the moment it is stored and any machine can resume the book. When finishing
 staging folder is published to the URL file by file, the index's book table last (finishing
 removes it there first): a reader of the URL sees a complete index only once every file it names
 is there. Inputs given as URLs (`input=`, `voice=`, `voice_text_file=`, `lexicon=`; for datasets
-`input=` and `voices=`, files or folders) are fetched into the staging folder before they are
+`input=` and `voices=`, files or folders) are fetched into this machine's cache before they are
 checked; narrator actors fetch the voice themselves. job=synthesize publishes its shards, card
 and manifest the same way (it has no book table: everything is copied).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,17 @@ def output_place(cfg: DictConfig) -> OutputPlace:
     return OutputPlace(staging, url, store)
 
 
-def fetch_inputs(cfg: DictConfig, place: OutputPlace, keys: tuple[str, ...] = URL_INPUTS) -> tuple[DictConfig, dict[str, str]]:
+def fetch_inputs(cfg: DictConfig, keys: tuple[str, ...] = URL_INPUTS) -> tuple[DictConfig, dict[str, str]]:
     """The config with every input URL among `keys` replaced by a local copy (a file or a folder) in
-    the staging folder, and the URLs replaced (key -> URL). A URL that cannot be read is an
+    this machine's cache, and the URLs replaced (key -> URL). A URL that cannot be read is an
     InputError naming it."""
     urls = {key: str(cfg[key]) for key in keys if cfg.get(key) is not None and storage.is_remote(cfg[key])}
     if not urls:
         return cfg, {}
     local = {}
     for key, url in urls.items():
-        target = place.local / "inputs" / key / url.rstrip("/").rsplit("/", 1)[-1]
+        # beside, not in, the output: nothing is written there before every check has passed
+        target = cache_dir() / "inputs" / hashlib.sha256(url.encode()).hexdigest()[:16] / url.rstrip("/").rsplit("/", 1)[-1]
         try:
             storage.fetch(url, target)
         except (OSError, ValueError, ImportError) as error:
@@ -93,10 +95,19 @@ def remote_problems(url: str, source: Path | None, overwrite: bool) -> list[tupl
 
 
 def claim_remote(url: str, source: Path | None, job: str, config_yaml: str) -> None:
-    """Mark the URL as this book's output and write the composed config there (after every check)."""
+    """Mark the URL as this book's output and write the composed config there (after every check).
+    The staging folder is emptied first by `fresh_staging`: the URL holds the truth, and every file
+    the run publishes is written again by this run."""
     marker = {"tool": "moss-narrator", "job": job, "book": book_identity(source) if source else None}
     storage.write_text(storage.join(url, MARKER), json.dumps(marker, indent=1))
     storage.write_text(storage.join(url, "config.yaml"), config_yaml)
+
+
+def fresh_staging(place: OutputPlace) -> None:
+    """Empty an object-storage output's staging folder, so that nothing an earlier run left there
+    is published again."""
+    if place.remote and place.local.exists():
+        shutil.rmtree(place.local)
 
 
 def book_table(folder: Path) -> Path:
@@ -115,6 +126,6 @@ def publish(place: OutputPlace) -> None:
         return
     last = book_table(place.local).relative_to(place.local).as_posix()
     skip = frozenset({MARKER, last.rsplit("/", 1)[-1]})
-    storage.upload_tree(place.local, place.remote, skip=skip | {"inputs"})  # the fetched inputs stay here
+    storage.upload_tree(place.local, place.remote, skip=skip)
     if (place.local / last).is_file():  # job=plan writes no index
         storage.upload_file(place.local / last, storage.join(place.remote, last))

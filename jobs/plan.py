@@ -6,7 +6,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import plan_key_inputs, plan_options
-from jobs.output import claim_remote, fetch_inputs, output_place, publish, remote_problems
+from jobs.output import claim_remote, fetch_inputs, fresh_staging, output_place, publish, remote_problems
 from jobs.settings import ConfigError, check_files, claim_output, output_problems
 from pipeline import storage
 from pipeline.index import write_atomically
@@ -17,7 +17,7 @@ from pipeline.reading import read_book
 
 def run(cfg: DictConfig) -> PlanSummary:
     place = output_place(cfg)
-    cfg, _ = fetch_inputs(cfg, place)
+    cfg, _ = fetch_inputs(cfg)
     source = Path(str(cfg.input)).expanduser()
     problems = [p for p in check_files(cfg) if p[0] in ("input", "lexicon")]
     overwrite = bool(cfg.get("overwrite", False))
@@ -32,6 +32,7 @@ def run(cfg: DictConfig) -> PlanSummary:
     lexicon = Lexicon.load(cfg.lexicon, polyphones=options.polyphones)
     plan = build_plan(book, options, lexicon, plan_key_inputs(cfg))
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    fresh_staging(place)
     folder = claim_output(place.local, source, str(cfg.job.name), config_yaml)
     path = write_atomically(folder / PLAN_FILE, lambda temporary: write_plan(plan, temporary))
     if place.remote:

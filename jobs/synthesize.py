@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import (ClusterOptions, cluster_options, dataset_key_inputs, dataset_prepare_options,
                          dataset_synth_options, job_count, narration_options)
-from jobs.output import OutputPlace, claim_remote, fetch_inputs, output_place, publish, remote_problems
+from jobs.output import OutputPlace, claim_remote, fetch_inputs, fresh_staging, output_place, publish, remote_problems
 from jobs.settings import ConfigError, claim_output, output_problems
 from pipeline.dataset import card, manifest, shards
 from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
@@ -63,7 +63,7 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
 
     job = cfg.job
     place = output_place(cfg)
-    cfg, _ = fetch_inputs(cfg, place, ("input", "voices"))
+    cfg, _ = fetch_inputs(cfg, ("input", "voices"))
     files = input_files(str(cfg.input))
     check_readable(files)
     voices = load_voices(None if cfg.get("voices") is None else str(cfg.voices))
@@ -82,6 +82,7 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
     if problems:
         raise ConfigError(problems)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    fresh_staging(place)
     output = claim_output(place.local, None, "synthesize", config_yaml)
     if place.remote:
         claim_remote(place.remote, None, "synthesize", config_yaml)

@@ -95,7 +95,6 @@ def test_narrate_to_s3_resume_and_finish_from_it(s3, book, tmp_path):
     fields = ("key", "seed", "frames", "start_sample", "end_sample", "chapter_file")
     assert [[r[f] for f in fields] for r in remote_rows] == [[r[f] for f in fields] for r in local_rows]
     assert storage.exists(f"{url}/.moss-narrator.json") and storage.exists(f"{url}/index/book/book.parquet")
-    assert not storage.exists(f"{url}/inputs")
 
     # job=finish reads the bucket's store and publishes new files there, the book table last.
     before = storage.read_bytes(f"{url}/chapters/{chapters[0]}")
@@ -122,6 +121,10 @@ def test_a_plan_from_a_manuscript_in_the_bucket_to_the_bucket(s3, book, tmp_path
         plan = pq.read_table(table).to_pylist()
     assert any("ferry" in row["text"] for row in plan)
     assert sorted(storage.listdir("s3://books/plans/harbour")) == [".moss-narrator.json", "config.yaml", "plan.parquet"]
+    local_out = tmp_path / "local-plan"  # a manuscript in the bucket, the plan on local disk
+    run_cli(sys.executable, "-m", "pipeline.run", "job=plan", "input=s3://books/manuscripts/harbour.md",
+            f"output={local_out}")
+    assert sorted(p.name for p in local_out.iterdir()) == [".moss-narrator.json", "config.yaml", "plan.parquet"]
     missing = subprocess.run([sys.executable, "-m", "pipeline.run", "job=plan", "input=s3://books/manuscripts/nope.md",
                               f"output={tmp_path / 'x'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=300)
