@@ -362,17 +362,14 @@ def _part_plan(audio: np.ndarray, head_trim: int) -> tuple[int, int, int]:
     return 0, export.part_frames(n, 0), 0
 
 
-def _exactly(pieces, count: int):
-    """The samples of ``pieces``, cut or padded with silence to exactly ``count``."""
-    left = count
+def _whole_frames(pieces):
+    """The samples of ``pieces``, padded with silence to a whole number of AAC frames."""
+    total = 0
     for piece in pieces:
-        if left <= 0:
-            break
-        piece = piece[:left]
-        left -= len(piece)
+        total += len(piece)
         yield piece
-    if left > 0:
-        yield np.zeros(left, dtype=np.float32)
+    if total % export.AAC_FRAME:
+        yield np.zeros(-total % export.AAC_FRAME, dtype=np.float32)
 
 
 def make_book_part(
@@ -391,13 +388,14 @@ def make_book_part(
     """
     head_trim, frames, _ = _part_plan(audio, head_trim)
     count = (frames - 1) * export.AAC_FRAME
-    source = audio[max(0, head_trim):]
+    source = audio[max(0, head_trim):max(0, head_trim) + count]
     if head_trim < 0:
-        source = np.concatenate([np.zeros(-head_trim, dtype=np.float32), audio])
+        source = np.concatenate([np.zeros(-head_trim, dtype=np.float32), audio[:count + head_trim]])
     rate = options.sample_rate
 
+    # (padding in the encoder, not the source: the probe's excerpts go through it too)
     def write(pcm, path: Path) -> Path:
-        return export.encode_adts(_exactly(pcm, count), path, rate, options.m4b_bitrate, options.encoder_speed)
+        return export.encode_adts(_whole_frames(pcm), path, rate, options.m4b_bitrate, options.encoder_speed)
 
     if target is None:
         path, figures = write(iter([source]), destination), None

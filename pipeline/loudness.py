@@ -62,6 +62,7 @@ def gain_to_db(gain: float) -> float:
 _GATE_ABSOLUTE = -70.0  # LUFS
 _GATE_RELATIVE = -10.0  # LU below the absolutely gated loudness
 _CHUNK_HOPS = 256  # 100 ms hops filtered per step
+_ANTI_SUBNORMAL = 1e-18
 
 
 @functools.lru_cache(maxsize=8)
@@ -118,7 +119,10 @@ class _LoudnessAccumulator:
         if len(piece) == 0:
             return
         self.num_samples += len(piece)
-        filtered, self._state = signal.lfilter(self._b, self._a, np.asarray(piece, np.float64), zi=self._state)
+        # a tiny DC offset (removed by the high pass) keeps the filter state out of subnormal
+        # numbers in long digital silence, where each sample would otherwise cost ~100x
+        x = np.asarray(piece, np.float64) + _ANTI_SUBNORMAL
+        filtered, self._state = signal.lfilter(self._b, self._a, x, zi=self._state)
         squared = filtered * filtered
         head = min(len(squared), (self.hop - self._partial_len) % self.hop) if self._partial_len else 0
         if head:
