@@ -4,8 +4,10 @@ Synthesizes an hour of speech-like audio (harmonic syllables with wandering pitc
 fricative noise, loud peaks, pauses), cut into ~5 s segments, then times
 ``finish_chapter`` (stitch, loudness + true-peak limiter, FLAC, lossy, subtitles, with every
 delivered file decoded and measured after encoding, and encoded again if it misses) and
-``finish_book`` (the M4B of that hour, measured likewise) separately. Prints wall times,
-peak memory and what each delivered file measures.
+``finish_book`` (the M4B of that hour: the chapter's AAC stream, made and measured by
+``finish_chapter``, joined by stream copy and measured again) separately. Prints wall times,
+CPU seconds (this process and FFmpeg), peak memory and what each delivered file measures.
+The machine is shared: compare CPU seconds, and wall times only at a low load average.
 
     python bench/finish.py [--minutes 60] [--lossy mp3] [--out DIR]
 """
@@ -120,6 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         started, (own0, kids0) = time.perf_counter(), cpu_seconds()
+        start_cpu = own0 + kids0
         chapter = finish_chapter(audio, segments, out, 0, "Chapter One", options, "Bench Book", "Bench Author")
         chapter_s, (own1, kids1) = time.perf_counter() - started, cpu_seconds()
         print(f"finish_chapter: {chapter_s:.1f} s wall "
@@ -128,7 +131,8 @@ def main() -> None:
         print(f"  input {chapter.input_lufs:.2f} LUFS -> output {chapter.output_lufs:.2f} LUFS, "
               f"gain {chapter.gain_db:+.2f} dB, limiter up to {chapter.limiter_reduction_db:.2f} dB, "
               f"true peak {chapter.true_peak_dbtp:.2f} dBTP")
-        for name, delivered in (("FLAC", chapter.flac), (options.lossy_format, chapter.lossy)):
+        for name, delivered in (("FLAC", chapter.flac), (options.lossy_format, chapter.lossy),
+                                ("AAC for the M4B", chapter.m4b_part_figures)):
             if delivered is not None:
                 print(f"  delivered {name}: {delivered.lufs:.2f} LUFS, {delivered.true_peak_dbtp:.2f} dBTP "
                       f"({delivered.passes} encode(s))")
@@ -140,7 +144,8 @@ def main() -> None:
         print(f"finish_book (M4B, AAC {options.m4b_bitrate}, encoder speed {options.encoder_speed}): "
               f"{book_s:.1f} s wall; CPU {own1 - own0:.1f} s Python + {kids1 - kids0:.1f} s FFmpeg")
         print(f"  delivered M4B: {m4b.lufs:.2f} LUFS, {m4b.true_peak_dbtp:.2f} dBTP ({m4b.passes} encode(s))")
-        print(f"total: {chapter_s + book_s:.1f} s wall for {args.minutes:.0f} min of audio")
+        total_cpu = sum(cpu_seconds()) - start_cpu
+        print(f"total: {chapter_s + book_s:.1f} s wall, {total_cpu:.1f} CPU-s for {args.minutes:.0f} min of audio")
         print(f"  peak RSS during finish_book: {peak_rss_mb():.0f} MB (this process; FFmpeg runs apart)")
         print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
               "(other work on the machine slows the wall times)")

@@ -510,12 +510,15 @@ def adts_frame_count(path: str | Path) -> int:
 
 
 def part_positions(parts: Sequence[BookPart]) -> list[tuple[int, int]]:
-    """(start, end) in samples of each chapter in the joined stream: where its sample 0 and
-    its last sample decode (the first chapter's priming is part of the book's first frame)."""
+    """(start, end) in samples of each chapter's marker in the joined stream.
+
+    A chapter starts where its sample 0 decodes or, when that is later (its head was not
+    silent, so the priming frame came before it), where its part begins: the marker stays
+    where the preceding lengths put it, and the chapter opens with 43 ms of silence."""
     positions = []
     block = 0
     for part in parts:
-        start = block + part.offset
+        start = block + min(0, part.offset)
         positions.append((start, start + part.num_samples))
         block += part.frames * AAC_FRAME
     return positions

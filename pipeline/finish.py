@@ -481,11 +481,11 @@ def _book_parts(chapters: Sequence[FinishedChapter], work_dir: Path, options: Fi
     for chapter in chapters:
         part = chapter.m4b_part
         if part is None or not Path(part.path).is_file() or part.num_samples != chapter.num_samples:
-            head_trim = block + export.AAC_FRAME - position
+            wanted = block + export.AAC_FRAME - position
             audio = _load_master(chapter.flac_path)
-            head_trim, frames, _ = _part_plan(audio, head_trim)
+            _, frames, _ = _part_plan(audio, wanted)  # (make_book_part plans the same again)
             del audio
-            todo.append((len(parts), chapter, head_trim))
+            todo.append((len(parts), chapter, wanted))
             parts.append(None)
         else:
             frames = part.frames

@@ -49,7 +49,8 @@ def lag_of(book: np.ndarray, master: np.ndarray, at: int) -> int:
     """Where ``master``'s first voiced second sits in ``book`` relative to ``at`` (samples)."""
     voiced_start = int(np.flatnonzero(master)[0])
     probe_piece = master[voiced_start:voiced_start + RATE]
-    window = book[at + voiced_start - 4096:at + voiced_start + RATE + 4096]
+    padded = np.concatenate([np.zeros(4096, np.float32), book])
+    window = padded[at + voiced_start:at + voiced_start + RATE + 2 * 4096]
     scores = np.correlate(window, probe_piece, "valid")
     return int(np.argmax(scores)) - 4096
 
@@ -133,4 +134,31 @@ def test_frame_arithmetic(tmp_path):
     assert export.adts_frame_count(path) == export.part_frames(len(pcm), 0) == 12
     assert export.part_frames(10 * export.AAC_FRAME, export.AAC_FRAME) == 10
     part = export.BookPart(str(path), 12, 0, len(pcm))
-    assert export.part_positions([part, part]) == [(1024, 1024 + len(pcm)), (13 * 1024, 13 * 1024 + len(pcm))]
+    # a part whose head could not be left out: its marker stays at the start of its frames
+    assert export.part_positions([part, part]) == [(0, len(pcm)), (12 * 1024, 12 * 1024 + len(pcm))]
+    trimmed = export.BookPart(str(path), 11, 1500, 11 * 1024)  # sample 0 decodes 476 samples into the part
+    assert export.part_positions([trimmed]) == [(-476, 11 * 1024 - 476)]
+
+
+def test_a_chapter_without_leading_silence_keeps_its_marker(tmp_path):
+    """No silence to leave out at the head: the tail's silence is cut instead, so the markers
+    and the length still follow the index and the chapter's audio decodes one frame late."""
+    finished = []
+    for index, seconds in enumerate((2.5, 3.25)):
+        audio = np.concatenate([voiced(seconds, index), np.zeros(RATE, np.float32)])
+        audio = audio[: len(audio) // export.AAC_FRAME * export.AAC_FRAME]
+        path = export.write_flac(tmp_path / f"c{index}.flac", audio, RATE)
+        finished.append(FinishedChapter(
+            chapter_index=index, title=f"C{index}", sample_rate=RATE, num_samples=len(audio), flac_path=str(path),
+            lossy_path=None, srt_path=None, vtt_path=None, input_lufs=-18.0, output_lufs=-18.0, gain_db=0.0,
+            limiter_reduction_db=0.0, true_peak_dbtp=-3.0, near_silent=True, segments=[]))
+    m4b = finish_book(finished, tmp_path / "b.m4b", "B", options=OPTIONS)
+    info = probe(m4b.path)
+    position = 0
+    book = decode(m4b.path)
+    for chapter, marker in zip(finished, info["chapters"]):
+        assert float(marker["start_time"]) == pytest.approx(position / RATE, abs=0.0011)
+        master, _ = soundfile.read(chapter.flac_path, dtype="float32")
+        assert lag_of(book, master, position) == export.AAC_FRAME
+        position += chapter.num_samples
+    assert len(book) == position
