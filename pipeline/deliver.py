@@ -9,8 +9,11 @@ measurement says and encoded again.
 
 Before the first lossy pass a probe, three short excerpts of the source encoded the same
 way, predicts the encoder's loudness change (a spectral matter, which excerpts show well)
-and its overshoot (a matter of rare peaks, which they do not: the first pass keeps at least
-``_FIRST_PASS_HEADROOM_DB``), so that one pass is usually enough. Sources are lists of pieces (a chapter, or the chapters of a book), each an array
+and its overshoot (a matter of rare peaks, which they do not), so that one pass is usually
+enough. When the source already keeps the lossy headroom under the ceiling (the finishing
+masters do), the prediction is applied as a static gain within that headroom and the
+source is not limited again; otherwise the first pass levels it and limits it again with
+at least ``_FIRST_PASS_HEADROOM_DB`` of headroom. Sources are lists of pieces (a chapter, or the chapters of a book), each an array
 or a FLAC file read when needed, so a whole book never has to sit in memory.
 """
 

@@ -3,11 +3,16 @@
 Every file is written under a temporary name next to its destination and renamed into
 place when complete, so a crash never leaves a truncated file with the final name.
 
-The M4B is built by FFmpeg from the chapters' FLAC masters with the concat demuxer, or from
-PCM streamed chapter by chapter through a pipe (when its audio must differ from the masters):
-audio never sits in memory as a whole, and no WAV header (with its 32-bit sizes) is involved,
-so books past 4 GB of PCM or 12 hours work. MP4 switches to 64-bit offsets by itself when the
-output needs them. Tags are written with mutagen (``pipeline.tags``) before the rename.
+The M4B is normally the chapters' own AAC streams (ADTS, encoded while each chapter is
+finished) joined by stream copy: every chapter is a whole number of 1024-sample AAC frames
+and its stream leaves out as much leading silence as the encoder's priming frame adds, so
+each chapter decodes exactly where the sum of the preceding chapters' lengths puts it
+(``BookPart``, ``write_m4b_from_parts``). The older path, one encode of the whole book from
+the FLAC masters (concat demuxer) or from PCM streamed through a pipe, remains as the
+fallback (``write_m4b``): audio never sits in memory as a whole, and no WAV header (with its
+32-bit sizes) is involved, so books past 4 GB of PCM or 12 hours work. MP4 switches to
+64-bit offsets by itself when the output needs them. Tags are written with mutagen
+(``pipeline.tags``) before the rename.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Loudness: BS.1770 integrated loudness, one book-wide target, a true-peak limiter.
 
 - ``integrated_loudness`` measures a chapter as pyloudnorm does (ITU-R BS.1770-4 gating,
-  pyloudnorm's K-weighting filters), chunk by chunk so memory stays bounded.
+  pyloudnorm's K-weighting filters, run as one fourth-order ``lfilter``), chunk by chunk so
+  memory stays bounded.
 - ``true_peak_envelope`` / ``true_peak_db`` estimate inter-sample peaks with 8x
   oversampling (the polyphase filter ``scipy.signal.resample_poly`` uses for 8x): 192 kHz
-  at 24 kHz, as FFmpeg's ``ebur128=peak=true`` meter and BS.1770-4 ask. Computed only where
-  a cheap bound says a sample could reach the threshold.
+  at 24 kHz, as FFmpeg's ``ebur128=peak=true`` meter and BS.1770-4 ask. Computed only in
+  the short frames (224 samples) where a bound (the filter's L1 norm times the frame's
+  largest sample) says a point could reach the threshold: exact, and a third of the work.
 - ``limit_true_peak`` keeps the true peak under a ceiling with a look-ahead gain: the gain
   reaches its target before the peak (linear attack over the look-ahead), holds it across
   the peak and recovers at a slow constant rate in dB (release), so gain never bounces
