@@ -161,7 +161,8 @@ class FinishedChapter:
 
     def chapter_row(self) -> dict[str, Any]:
         """This chapter as one flat row for the Parquet index (everything but segments)."""
-        row = {k: v for k, v in asdict(self).items() if k not in ("segments", "flac", "lossy", "m4b_part", "m4b_part_figures")}
+        nested = ("segments", "flac", "lossy", "m4b_part", "m4b_part_figures")
+        row = {k: v for k, v in asdict(self).items() if k not in nested}
         row["duration_s"] = self.duration_s
         for name in ("flac", "lossy"):
             delivered = getattr(self, name)
