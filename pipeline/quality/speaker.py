@@ -103,7 +103,9 @@ class SpeakerEncoder:
 
     def prepare(self, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
         """One utterance as 16 kHz float32, level raised toward -30 dBFS when quieter."""
-        wave = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1))
+        # On the encoder's device: on a GPU the resampling is off the CPU too (the narrator's checker
+        # thread embeds every segment it decodes).
+        wave = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1)).to(self.device)
         if sample_rate != ENCODER_SAMPLE_RATE:
             import torchaudio.functional as AF
 
@@ -130,7 +132,7 @@ class SpeakerEncoder:
             starts = partial_starts(wave.numel())
             needed = (starts[-1] + PARTIAL_FRAMES) * HOP
             wave = torch.nn.functional.pad(wave, (0, max(0, needed - wave.numel())))
-            mel = self.mel(wave.to(self.device)).T  # frames, MEL_BANDS
+            mel = self.mel(wave).T  # frames, MEL_BANDS
             for start in starts:
                 partials.append(mel[start:start + PARTIAL_FRAMES])
                 owner.append(number)
