@@ -12,16 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.index import BOOK_SCHEMA, CHAPTER_SCHEMA, SEGMENT_SCHEMA, IndexInfo, table_path, write_table
+from pipeline.index import (BOOK_SCHEMA, CHAPTER_QUALITY_COLUMNS, CHAPTER_SCHEMA, SEGMENT_SCHEMA, IndexInfo, table_path,
+                            with_chapter_quality, write_table)
 from pipeline.quality import QualityOptions, chapter_summary, write_report
 
-QUALITY_FIELDS = [
-    pa.field("similarity_to_reference", pa.float64(), nullable=True),
-    pa.field("similarity_to_run", pa.float64(), nullable=True),
-    pa.field("wer", pa.float64(), nullable=True),
-    pa.field("transcript", pa.string(), nullable=True),
-    pa.field("quality_flags", pa.list_(pa.string()), nullable=False),
-]
+QUALITY_COLUMNS = ("similarity_to_reference", "similarity_to_run", "wer", "transcript", "quality_flags")
+# An index written before the quality columns: the report still reads it.
+OLD_SEGMENT_SCHEMA = pa.schema([f for f in SEGMENT_SCHEMA if f.name not in QUALITY_COLUMNS])
+OLD_CHAPTER_SCHEMA = pa.schema([f for f in CHAPTER_SCHEMA if f.name not in CHAPTER_QUALITY_COLUMNS])
 INFO = IndexInfo("OpenMOSS-Team/MOSS-TTS", "test", 24_000, -18.0, -1.5)
 CHAPTERS = [(0, "Loomings", 12), (1, "The Carpet-Bag", 9), (2, "The Spouter-Inn", 15)]
 
@@ -62,8 +60,8 @@ def segment_rows(quality: bool) -> list[dict]:
 
 def write_small_index(output: Path, quality: bool) -> list[dict]:
     rows = segment_rows(quality)
-    schema = pa.schema(list(SEGMENT_SCHEMA) + (QUALITY_FIELDS if quality else []))
-    write_table(rows, table_path(output, "segments"), schema, INFO.metadata("segments"))
+    write_table(rows, table_path(output, "segments"), SEGMENT_SCHEMA if quality else OLD_SEGMENT_SCHEMA,
+                INFO.metadata("segments"))
     chapters, position = [], 0.0
     for chapter_index, title, _ in CHAPTERS:
         duration = max(r["end_s"] + 0.4 for r in rows if r["chapter_index"] == chapter_index)
@@ -76,7 +74,11 @@ def write_small_index(output: Path, quality: bool) -> list[dict]:
             "lossy_passes": None,
         })
         position += duration
-    write_table(chapters, table_path(output, "chapters"), CHAPTER_SCHEMA, INFO.metadata("chapters"))
+    if quality:
+        write_table(with_chapter_quality(chapters, rows), table_path(output, "chapters"), CHAPTER_SCHEMA,
+                    INFO.metadata("chapters"))
+    else:
+        write_table(chapters, table_path(output, "chapters"), OLD_CHAPTER_SCHEMA, INFO.metadata("chapters"))
     book = {
         "title": "Moby-Dick", "author": "Herman Melville", "language": "en", "source": "moby-dick.epub",
         "chapters": len(CHAPTERS), "segments": len(rows), "flagged": sum(bool(r["flags"]) for r in rows),
