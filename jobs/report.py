@@ -32,6 +32,9 @@ def _book(output: Path) -> dict:
 def run(cfg: DictConfig) -> dict:
     from pipeline.quality.report import write_report
 
+    if "://" in str(cfg.output):
+        raise InputError(f"output={cfg.output}", "", "job=report reads a local output folder, not object storage",
+                         "copy the output (its index/ and chapters/) to a local folder and pass output=DIR")
     output = job_paths(cfg)[0].expanduser().absolute()
     if not output.is_dir():
         raise InputError(output, "", "no such folder", "pass output=DIR naming the folder job=narrate wrote")
