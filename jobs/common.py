@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from jobs.config import (ClusterOptions, book_key_inputs, cluster_options, finish_options, generated_voice_id,
-                         job_paths, narration_options, plan_options, voice_spec)
+                         narration_options, plan_options, quality_options, report_enabled, voice_spec)
 from jobs.output import (OutputPlace, claim_remote, fetch_inputs, fresh_staging, output_place, publish,
                          remote_problems, unpublish)
 from jobs.settings import ConfigError, check_files, claim_output, forbidden_folder, output_problems
@@ -25,6 +25,7 @@ from pipeline.models import ModelChoice, language_tags_setting, resolve_model
 from pipeline.narrate import NarrationOptions, RunTask, SegmentTask
 from pipeline.naming import chapter_stem
 from pipeline.plan import PLAN_FILE, Plan, PlanOptions, build_plan, write_plan
+from pipeline.quality.report import write_book_report
 from pipeline.reading import Book, read_book
 from pipeline.store import SegmentStore
 from pipeline.voice import VoiceSpec
@@ -57,6 +58,7 @@ class RunSetup:
     cluster: ClusterOptions
     store: str  # the segment store, a folder or a URL (shared by the jobs of a sweep: see jobs/config.py)
     remote: str | None = None  # the output's URL on object storage; `output` is then its staging folder
+    report: bool = True  # finishing ends with the quality report (report.html and its plots)
 
     @property
     def place(self) -> OutputPlace:
@@ -146,11 +148,13 @@ def prepare(cfg: DictConfig, inputs: CheckedInputs | None = None) -> RunSetup:
         model_revision=revision,
         voice=inputs.voice,
         narration=replace(narration, check_durations=narration.check_durations and not model.tiny,
-                          language_tags=language_tags_setting(cfg.narration.language_tags, model.name, model.checkpoint)),
+                          language_tags=language_tags_setting(cfg.narration.language_tags, model.name, model.checkpoint),
+                          quality=quality_options(cfg, tiny=model.tiny)),  # decided by the model, not by its name
         finish=finish,
         cluster=cluster,
         store=inputs.store,
         remote=inputs.remote,
+        report=report_enabled(cfg),
     )
 
 
@@ -269,6 +273,8 @@ def write_book(plan: Plan, setup: RunSetup, store: SegmentStore, book: BookInfo,
                            sample_rate_hz=setup.finish.sample_rate, loudness_target_lufs=setup.finish.target,
                            true_peak_ceiling_dbtp=setup.finish.true_peak_db)
     folder = index.write_index(setup.output, segment_rows, index.chapter_rows(finished, setup.output), book_row, info)
+    if setup.report:
+        write_book_report(setup.output, setup.narration.quality)
     publish(setup.place)  # an object-storage output: the staging folder copied there, the book table last
     return {"audio_seconds": book_row["duration_s"], "flagged": flagged, "index": published(setup, folder),
             "m4b": None if m4b is None else published(setup, m4b.path)}

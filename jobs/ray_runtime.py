@@ -25,7 +25,7 @@ from pipeline.chapter_audio import finish_chapter_from_store
 from pipeline.errors import InputError
 from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, Narrator, RunTask
 from pipeline.store import SegmentStore
-from pipeline.voice import Voice, encode_voice
+from pipeline.voice import Voice, encode_voice, voice_wave
 
 if TYPE_CHECKING:
     from jobs.common import ChapterWork, RunSetup
@@ -190,6 +190,11 @@ class NarratorActor:
         if voice is None:
             voice = encode_voice(setup.voice, self.codec, self.tts.config.n_vq)
         self.narrator = Narrator(self.tts, self.codec, voice, setup.narration, SegmentStore(store_root))
+        if setup.voice.path is not None and setup.narration.quality is not None:
+            # speaker similarity against the recording itself, not its codec round trip
+            from moss_model.audio_io import TARGET_SAMPLE_RATE
+
+            self.narrator.reference_audio = (voice_wave(setup.voice).numpy(), TARGET_SAMPLE_RATE)
 
     def narrate(self, runs: list[RunTask]) -> list[ChapterReport]:
         return self.narrator.narrate(runs)

@@ -110,18 +110,23 @@ def encode_voice(spec: VoiceSpec, codec, n_vq: int) -> Voice:
         return Voice(spec.voice_id, None, None)
     import torch
 
-    from moss_model.audio_io import load_reference_audio
-
-    from pipeline import storage
-
-    with storage.local_copy(spec.path) as path:  # a URL (object storage) is fetched on this node
-        local = replace(spec, path=str(path))
-        wave = load_reference_audio(local.path) if spec.end_s is None else load_reference_audio_window(local)
-    wave = wave.to(codec.device, torch.float32)
+    wave = voice_wave(spec).to(codec.device, torch.float32)
     result = codec.encode(wave[None], n_codebooks=n_vq)
     frames = int(result.lengths[0])
     codes = result.codes[0, :, :frames].T.cpu().numpy().astype(np.int16)  # frames, n_vq
     return Voice(spec.voice_id, codes, spec.text)
+
+
+def voice_wave(spec: VoiceSpec):
+    """The reference recording as the codec takes it: mono float32 [samples] at 24 kHz, level-normalized,
+    trimmed to its window; a URL (object storage) is fetched on this node."""
+    from moss_model.audio_io import load_reference_audio
+    from pipeline import storage
+
+    assert spec.path is not None
+    with storage.local_copy(spec.path) as path:
+        local = replace(spec, path=str(path))
+        return load_reference_audio(local.path) if spec.end_s is None else load_reference_audio_window(local)
 
 
 def load_reference_audio_window(spec: VoiceSpec):

@@ -34,11 +34,18 @@ def s3_server(bucket: str = "books") -> Iterator[dict[str, str]]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        import urllib.request
+
         import fsspec
 
-        fsspec.filesystem("s3", skip_instance_cache=True).mkdir(bucket)
+        # moto keeps its buckets per process, not per server: start from an empty store, and drop
+        # fsspec's cached clients, which point at an earlier server's port.
+        urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+        fsspec.filesystem("s3").mkdir(bucket)
         yield env
     finally:
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
