@@ -48,7 +48,7 @@ from pipeline.normalize_script import language_name
 from pipeline.quality.decisions import OK, REGENERATE, Decision, Distribution, QualityOptions, decide
 from pipeline.quality.measures import Measured, QualityMeasurer
 from pipeline.quality.similarity import RunSimilarity
-from pipeline.segment_audio import decode_segments, level_dbfs
+from pipeline.segment_audio import audio_to_flac, decode_segments, level_dbfs
 from pipeline.store import SegmentStore, StoredSegment
 from pipeline.voice import Voice
 
@@ -319,7 +319,7 @@ class Narrator:
             facts.update(quality, quality_flags=list(decision.flags) if failed else [], reanchored=state.reanchor,
                          quality_attempts=state.quality_log)
         segment = StoredSegment(key=state.task.key, codes=result.frames.numpy().astype(np.int16), facts=facts,
-                                audio=audio.samples, sample_rate=audio.sample_rate)
+                                audio=audio.samples, sample_rate=audio.sample_rate, flac=audio.flac)
         self.store.put(segment)
         self.generated_frames += segment.frames
         return self._remember(segment)
@@ -460,9 +460,11 @@ class Narrator:
         return [replace(audio, quality=values) for audio, values in zip(audios, measured)]
 
     def measure_segments(self, frames: list[torch.Tensor]) -> list[SegmentAudio]:
-        """Finished segments' codes -> their audio (each decoded alone, see pipeline.segment_audio) and level."""
+        """Finished segments' codes -> their audio (each decoded alone, see pipeline.segment_audio), its
+        level, and the FLAC bytes the store keeps (encoded here, off the engine's loop)."""
         rate = int(self.codec.sampling_rate)
-        return [SegmentAudio(level_dbfs(audio), audio, rate) for audio in decode_segments(self.codec, frames)]
+        return [SegmentAudio(level_dbfs(audio), audio, rate, flac=audio_to_flac(audio, rate))
+                for audio in decode_segments(self.codec, frames)]
 
 
 @dataclass(frozen=True)
@@ -473,6 +475,7 @@ class SegmentAudio:
     samples: np.ndarray | None = None
     sample_rate: int | None = None
     quality: Measured | None = None  # its own quality measures (with NarrationOptions.quality)
+    flac: bytes | None = None  # `samples` as the store keeps them (pipeline.segment_audio.audio_to_flac)
 
 
 def codes_digest(codes: np.ndarray) -> str:

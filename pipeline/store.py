@@ -31,6 +31,7 @@ class StoredSegment:
     facts: dict[str, Any] = field(default_factory=dict)  # text, seed, attempts, checks, flags, ...
     audio: np.ndarray | None = None  # float32 mono on the stored grid, decoded where it was narrated
     sample_rate: int | None = None  # of `audio`
+    flac: bytes | None = None  # `audio` already encoded by audio_to_flac (else `put` encodes it)
 
     @property
     def frames(self) -> int:
@@ -64,7 +65,7 @@ class SegmentStore:
         if segment.audio is not None:
             if not segment.sample_rate:
                 raise ValueError(f"segment {segment.key}: audio without a sample rate")
-            flac = audio_to_flac(segment.audio, segment.sample_rate)
+            flac = segment.flac if segment.flac is not None else audio_to_flac(segment.audio, segment.sample_rate)
             tensors["audio_flac"] = torch.frombuffer(bytearray(flac), dtype=torch.uint8)
         data = save_tensors(tensors, metadata={"facts": json.dumps(segment.facts, sort_keys=True, ensure_ascii=False)})
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
