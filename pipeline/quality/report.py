@@ -139,7 +139,7 @@ def similarity_plot(rows: Sequence[dict[str, Any]], chapters: Sequence[dict[str,
         left, right = float(times[inside].min()), float(times[inside].max())
         if number % 2:
             axes.axvspan(left, right, color="0.93", lw=0)
-        axes.text(left, 1.01, str(chapter_index), transform=axes.get_xaxis_transform(), fontsize=7, color="0.4")
+        axes.text(left, 1.01, str(chapter_index + 1), transform=axes.get_xaxis_transform(), fontsize=7, color="0.4")
         if np.isfinite(to_reference[inside]).any():  # the chapter's mean, a step across it
             axes.hlines(np.nanmean(to_reference[inside]), left, right, color="navy", lw=1.5,
                         label="chapter mean" if number == 0 else None)
@@ -266,7 +266,7 @@ def write_report(output: str | Path, destination: str | Path | None = None,
     parts.append("<h2>Chapters</h2><table><tr><th>#</th><th>title</th><th>segments</th><th>similarity mean</th>"
                  "<th>similarity worst</th><th>WER mean</th><th>WER worst</th><th>flagged</th></tr>")
     for c in chapter_summary(rows):
-        parts.append(f"<tr><td class='n'>{c['chapter_index']}</td><td>{html.escape(str(c['chapter_title']))}</td>"
+        parts.append(f"<tr><td class='n'>{c['chapter_index'] + 1}</td><td>{html.escape(str(c['chapter_title']))}</td>"
                      f"<td class='n'>{c['segments']}</td><td class='n'>{_number(c['similarity_mean'])}</td>"
                      f"<td class='n'>{_number(c['similarity_worst'])}</td><td class='n'>{_number(c['wer_mean'], 2)}</td>"
                      f"<td class='n'>{_number(c['wer_worst'], 2)}</td><td class='n'>{c['flagged']}</td></tr>")
@@ -285,7 +285,7 @@ def write_report(output: str | Path, destination: str | Path | None = None,
             if r.get("transcript") is not None:
                 text += f"<br><span class='muted'>heard: {html.escape(r['transcript'])}</span>"
             parts.append(
-                f"<tr><td class='n'>{r['chapter_index']}</td><td class='n'>{r['segment_index']}</td>"
+                f"<tr><td class='n'>{r['chapter_index'] + 1}</td><td class='n'>{r['segment_index'] + 1}</td>"
                 f"<td class='n'><a href='{html.escape(href)}'>{_clock(float(r['start_s']))}</a></td>"
                 f"<td>{html.escape(', '.join(flags))}</td>"
                 f"<td class='n'>{_number(r.get('similarity_to_reference'))}</td>"
