@@ -33,17 +33,15 @@ def chapter_waveform(
     version) is decoded here the same way (`pipeline.segment_audio`), so the result is the same.
     """
     missing = [i for i, s in enumerate(stored) if s.audio is None]
-    audio: list[np.ndarray | None] = [s.audio for s in stored]
+    rates = {int(s.sample_rate) for s in stored if s.audio is not None and s.sample_rate}
+    decoded: dict[int, np.ndarray] = {}
     if missing:
         codec = load_codec()
-        for i, decoded in zip(missing, decode_segments(codec, [stored[i].codes for i in missing])):
-            audio[i] = decoded
-        rates = {int(codec.sampling_rate)}
-    else:
-        rates = set()
-    rates |= {int(s.sample_rate) for s in stored if s.audio is not None and s.sample_rate}
+        decoded = dict(zip(missing, decode_segments(codec, [stored[i].codes for i in missing])))
+        rates.add(int(codec.sampling_rate))
     if rates - {sample_rate}:
         raise ValueError(f"segment audio at {sorted(rates)} Hz, but finishing expects {sample_rate} Hz")
+    audio = [s.audio if s.audio is not None else decoded[i] for i, s in enumerate(stored)]
     spans, position = [], 0
     for a in audio:
         spans.append((position, position + len(a)))
