@@ -1,4 +1,4 @@
-"""Reading voice references: any common audio file to 24 kHz mono at a normalized level.
+"""Reading voice references: any common audio file to mono at the codec's rate and a normalized level.
 
 WAV/FLAC/MP3/OGG go through soundfile (libsndfile); anything it cannot open (M4A/AAC, WMA,
 OPUS-in-WebM, ...) through pydub, which runs FFmpeg. Channels are averaged to mono, the rate is
@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-TARGET_SAMPLE_RATE = 24_000
+from moss_model.codec.config import DEFAULT_SAMPLE_RATE
+
+TARGET_SAMPLE_RATE = DEFAULT_SAMPLE_RATE  # the older name, until the pipeline passes the codec's rate
 TARGET_DBFS = -20.0
 MAX_GAIN_DB = 3.0
 
@@ -96,7 +98,7 @@ def to_mono(data: np.ndarray | torch.Tensor) -> torch.Tensor:
     return wav.mean(dim=0) if wav.shape[0] > 1 else wav[0]
 
 
-def resample(wav: torch.Tensor, orig_rate: int, new_rate: int = TARGET_SAMPLE_RATE) -> torch.Tensor:
+def resample(wav: torch.Tensor, orig_rate: int, new_rate: int = DEFAULT_SAMPLE_RATE) -> torch.Tensor:
     """Band-limited (windowed-sinc, polyphase) rate conversion along the last axis."""
     if orig_rate <= 0 or new_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
@@ -119,15 +121,15 @@ def normalize_level(
     return wav * (10.0 ** (gain / 20.0))
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SAMPLE_RATE) -> torch.Tensor:
+def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> torch.Tensor:
     """A file as mono float32 `[frames]` at `sample_rate` (no level change)."""
     data, rate = read_audio(path)
     return resample(to_mono(data), rate, sample_rate)
 
 
 def load_reference_audio(
-    path: str | os.PathLike, sample_rate: int = TARGET_SAMPLE_RATE, *, normalize: bool = True
+    path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE, *, normalize: bool = True
 ) -> torch.Tensor:
-    """A voice reference ready for the codec: mono float32 `[frames]` at 24 kHz, level-normalized."""
+    """A voice reference ready for the codec: mono float32 `[frames]` at `sample_rate`, level-normalized."""
     wav = load_audio(path, sample_rate)
     return normalize_level(wav) if normalize else wav

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from moss_model.checkpoint import CONFIG_FILE, CheckpointError, read_json
+from moss_model.codec.config import DEFAULT_SAMPLE_RATE
 
 MODEL_TYPE = "moss_tts_delay"
 
@@ -81,7 +82,7 @@ class MossTTSConfig:
     n_vq: int = 32
     audio_vocab_size: int = 1024
     audio_pad_code: int = 1024
-    sampling_rate: int = 24000
+    sampling_rate: int = DEFAULT_SAMPLE_RATE
     pad_token_id: int = 151643
     im_start_token_id: int = 151644
     im_end_token_id: int = 151645

@@ -9,7 +9,7 @@ distribution as a multinomial over the softmax.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -46,9 +46,6 @@ class DecodingParams:
 
     text: SamplingParams = SamplingParams(temperature=1.5, top_p=1.0, top_k=50)
     audio: SamplingParams = SamplingParams(temperature=1.7, top_p=0.8, top_k=25, repetition_penalty=1.0)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def greedy(cls) -> DecodingParams:

@@ -15,6 +15,13 @@ from typing import Any, Union
 
 from moss_model.checkpoint import CONFIG_FILE, CheckpointError, read_json
 
+# The released codec's rates. A loaded codec's own config is where code reads them; these are
+# for the defaults of a config file that leaves them out and for code that has no codec config
+# (e.g. a default argument), so that 24000 / 1920 are written down once.
+DEFAULT_SAMPLE_RATE = 24_000  # audio samples per second
+DEFAULT_SAMPLES_PER_FRAME = 1920  # audio samples per code frame
+DEFAULT_FRAME_RATE = DEFAULT_SAMPLE_RATE / DEFAULT_SAMPLES_PER_FRAME  # 12.5 code frames per second
+
 # model_type values seen in released codec folders (the released file says "speech_tokenizer").
 CODEC_MODEL_TYPES = ("speech_tokenizer", "moss-audio-tokenizer", "moss_audio_tokenizer")
 NORMS = ("layer_norm", "rms_norm", "rms_norm_f32")
@@ -184,8 +191,8 @@ class CodecConfig:
         for name in ("encoder_kwargs", "decoder_kwargs", "quantizer_kwargs"):
             if name not in data:
                 raise CodecConfigError(f"{source}: missing {name!r}; this does not look like a MOSS audio codec config")
-        sampling_rate = _int(data, "sampling_rate", source, default=data.get("sample_rate", 24000))
-        downsample_rate = _int(data, "downsample_rate", source, default=1920)
+        sampling_rate = _int(data, "sampling_rate", source, default=data.get("sample_rate", DEFAULT_SAMPLE_RATE))
+        downsample_rate = _int(data, "downsample_rate", source, default=DEFAULT_SAMPLES_PER_FRAME)
         context = _num(data, "causal_transformer_context_duration", source, default=10.0)
         if context <= 0:
             raise CodecConfigError(f"{source}: causal_transformer_context_duration must be > 0, got {context}")

@@ -325,6 +325,10 @@ class ResidualQuantizer(nn.Module):
             [CodebookQuantizer(q.rvq_dim, q.codebook_size, q.codebook_dim) for _ in range(q.num_quantizers)]
         )
 
+    def codebook_quantizers(self) -> list[CodebookQuantizer]:
+        """The residual stages in order (typed: a ModuleList only promises plain Modules)."""
+        return [q for q in self.quantizers if isinstance(q, CodebookQuantizer)]
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, n_codebooks: int) -> torch.Tensor:
         """x [B, T, input_dim] -> codes [B, K, T] (K = n_codebooks), residual quantization in float32."""
@@ -332,7 +336,7 @@ class ResidualQuantizer(nn.Module):
         z = self.input_proj(x) if self.input_proj is not None else x.float()
         residual = z.reshape(B * T, -1).float()
         codes = []
-        for quantizer in self.quantizers[:n_codebooks]:
+        for quantizer in self.codebook_quantizers()[:n_codebooks]:
             idx = quantizer.nearest(residual, self.config.normalized)
             residual = residual - quantizer.embed(idx)
             codes.append(idx)
@@ -345,8 +349,8 @@ class ResidualQuantizer(nn.Module):
         """codes [B, K, T] -> [B, T, output_dim] float32 (sum of the first K codebooks' vectors)."""
         B, K, T = codes.shape
         out = torch.zeros(B, T, self.config.rvq_dim, device=codes.device, dtype=torch.float32)
-        for k in range(K):
-            out = out + self.quantizers[k].embed(codes[:, k])
+        for k, quantizer in enumerate(self.codebook_quantizers()[:K]):
+            out = out + quantizer.embed(codes[:, k])
         if self.output_proj is not None:
             out = self.output_proj(out)
         return out

@@ -9,27 +9,25 @@ never changes that row's earlier output).
 
     decoder = codec.streaming_decoder(batch_size=1, out_device="cpu")
     for codes in chapter_code_chunks:          # [B, K, t] each
-        write(decoder.push(codes))             # [B, t * 1920] float32
+        write(decoder.push(codes))             # [B, t * samples_per_frame] float32
     write(decoder.flush())
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
 from moss_model.codec.modules import StageState
-
-if TYPE_CHECKING:
-    from moss_model.codec.model import MossAudioCodec
+from moss_model.codec.network import CodecNetwork
 
 PartialFrame = Literal["drop", "pad"]
 
 
 class StreamingDecoder:
-    """Turns a stream of code chunks into a stream of audio chunks (1920 samples per frame).
+    """Turns a stream of code chunks into a stream of audio chunks (samples_per_frame per frame).
 
     `push(codes [B, K, t]) -> audio [B, t * samples_per_frame]`; chunks of any size are split into
     pieces of at most `max_chunk_frames`, so a caller may push a whole chapter or one frame at a
@@ -39,7 +37,7 @@ class StreamingDecoder:
 
     def __init__(
         self,
-        codec: MossAudioCodec,
+        codec: CodecNetwork,
         batch_size: int = 1,
         *,
         max_chunk_frames: int | None = None,
@@ -65,19 +63,19 @@ class StreamingDecoder:
         if self.closed:
             raise RuntimeError("push() after flush(): start a new StreamingDecoder for a new stream")
         if lengths is not None:
-            codes, lengths = self.codec._mask_codes(codes, lengths)
-        codes = self.codec._check_codes(codes, self.batch_size)
+            codes, lengths = self.codec.mask_codes(codes, lengths)
+        codes = self.codec.check_codes(codes, self.batch_size)
         pieces = []
         for start in range(0, codes.shape[-1], self.max_chunk_frames):
             piece = codes[..., start : start + self.max_chunk_frames]
-            audio = self.codec._decode_frames(piece, self.states)
+            audio = self.codec.decode_frames(piece, self.states)
             self.frames += piece.shape[-1]
             pieces.append(audio if self.out_device is None else audio.to(self.out_device))
         if not pieces:
             return self._empty()
         audio = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
         if lengths is not None:
-            self.codec._silence_past(audio, lengths)
+            self.codec.silence_past(audio, lengths)
         return audio
 
     def flush(self) -> torch.Tensor:
@@ -88,7 +86,7 @@ class StreamingDecoder:
 
     @property
     def samples(self) -> int:
-        return self.frames * self.codec.config.samples_per_frame
+        return self.frames * self.codec.samples_per_frame
 
     def state_nbytes(self) -> int:
         return sum(s.nbytes() for s in self.states if s is not None)
@@ -102,14 +100,14 @@ class StreamingEncoder:
     """Turns a stream of waveform chunks (any sizes) into a stream of code chunks.
 
     `push(samples [B, n]) -> codes [B, K, t]` encodes every whole frame available and keeps the
-    remainder (< 1920 samples) for the next push. `flush()` ends the stream: with
-    `partial_frame="drop"` (the released model's convention, lengths // 1920) the remainder is
+    remainder (< samples_per_frame samples) for the next push. `flush()` ends the stream: with
+    `partial_frame="drop"` (the released model's convention, lengths // samples_per_frame) the remainder is
     dropped; with "pad" it is zero-padded to one last frame.
     """
 
     def __init__(
         self,
-        codec: MossAudioCodec,
+        codec: CodecNetwork,
         batch_size: int = 1,
         n_codebooks: int | None = None,
         *,
@@ -122,7 +120,7 @@ class StreamingEncoder:
             raise ValueError(f"partial_frame must be 'drop' or 'pad', got {partial_frame!r}")
         self.codec = codec
         self.batch_size = batch_size
-        self.n_codebooks = codec._check_n_codebooks(n_codebooks)
+        self.n_codebooks = codec.check_n_codebooks(n_codebooks)
         self.max_chunk_frames = _chunk(max_chunk_frames, codec.default_chunk_frames)
         self.partial_frame = partial_frame
         self.states: list[StageState | None] = codec.init_encoder_states()
@@ -134,10 +132,10 @@ class StreamingEncoder:
     def push(self, samples: torch.Tensor) -> torch.Tensor:
         if self.closed:
             raise RuntimeError("push() after flush(): start a new StreamingEncoder for a new stream")
-        samples = self.codec._check_waveforms(samples)
+        samples = self.codec.check_waveforms(samples)
         if samples.shape[0] != self.batch_size:
             raise ValueError(f"expected a batch of {self.batch_size} rows, got {samples.shape[0]}")
-        spf = self.codec.config.samples_per_frame
+        spf = self.codec.samples_per_frame
         buffer = torch.cat([self.pending, samples.to(self.pending)], dim=-1)
         whole = buffer.shape[-1] // spf
         self.pending = buffer[:, whole * spf :]
@@ -145,7 +143,7 @@ class StreamingEncoder:
 
     @torch.no_grad()
     def flush(self) -> torch.Tensor:
-        spf = self.codec.config.samples_per_frame
+        spf = self.codec.samples_per_frame
         tail = self.pending
         self.pending = tail[:, :0]
         codes = self._encode(tail[:, :0])
@@ -157,12 +155,12 @@ class StreamingEncoder:
         return codes
 
     def _encode(self, wave: torch.Tensor) -> torch.Tensor:
-        spf = self.codec.config.samples_per_frame
+        spf = self.codec.samples_per_frame
         frames = wave.shape[-1] // spf
         pieces = []
         step = self.max_chunk_frames * spf
         for start in range(0, frames * spf, step):
-            hidden = self.codec._encode_frames(wave[:, start : start + step], self.states)
+            hidden = self.codec.encode_frames(wave[:, start : start + step], self.states)
             pieces.append(self.codec.quantizer.encode(hidden, self.n_codebooks))
         self.frames += frames
         if not pieces:
@@ -171,7 +169,7 @@ class StreamingEncoder:
 
 
 def decode_stream(
-    codec: MossAudioCodec,
+    codec: CodecNetwork,
     chunks: Iterable[torch.Tensor],
     *,
     batch_size: int = 1,

@@ -1,7 +1,7 @@
 """Random-weight codecs: a tiny one for tests and the full-size shape for benchmarks.
 
-The tiny codec keeps everything that matters structurally: 24 kHz, 1920 samples per frame
-(12.5 frames/s), a 240-sample patch, three 2x patch merges/splits, four transformer stages each
+The tiny codec keeps everything that matters structurally: the released rates (24 kHz, 1920
+samples per frame, 12.5 frames/s), a 240-sample patch, three 2x patch merges/splits, four transformer stages each
 way (with and without input/output projections, as in the released stacks), 32 residual LFQ
 quantizers of 1024 codes of dim 8. Only the widths, depths and the attention context (1 s instead
 of 10 s, so that short test inputs already run past the window) are small.
@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from moss_model.checkpoint import CONFIG_FILE
-from moss_model.codec.config import CodecConfig, PatchStage, QuantizerConfig, TransformerStage
+from moss_model.codec.config import (
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_SAMPLES_PER_FRAME,
+    CodecConfig,
+    PatchStage,
+    QuantizerConfig,
+    TransformerStage,
+)
 from moss_model.codec.model import MossAudioCodec
 from moss_model.codec.modules import LayerScale, RMSNorm, WeightNormPointwise
 
@@ -46,7 +53,7 @@ def tiny_codec_config(
         codebook_size=codebook_size, codebook_dim=codebook_dim, quantizer_type="rlfq",
     )
     config = CodecConfig(
-        sampling_rate=24000, downsample_rate=1920, context_duration=context_duration,
+        sampling_rate=DEFAULT_SAMPLE_RATE, downsample_rate=DEFAULT_SAMPLES_PER_FRAME, context_duration=context_duration,
         encoder=encoder, decoder=decoder, quantizer=quantizer,
     )
     config.validate("tiny codec config")
@@ -69,7 +76,7 @@ def released_codec_config() -> CodecConfig:
         big(384, 768, 768), PatchStage(2), big(384, 240, 768), PatchStage(240),
     )
     quantizer = QuantizerConfig(768, 512, 768, 32, 1024, 8, "rlfq")
-    config = CodecConfig(24000, 1920, 10.0, encoder, decoder, quantizer)
+    config = CodecConfig(DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_FRAME, 10.0, encoder, decoder, quantizer)
     config.validate("released codec config")
     return config
 

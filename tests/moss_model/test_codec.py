@@ -72,7 +72,7 @@ def test_encoder_is_causal(codec, change_at):
     y = x.clone()
     y[:, change_at:] = 0.3 * torch.randn(y.shape[-1] - change_at)
     untouched = change_at // SPF  # frames that end before the change
-    hx, hy = codec._encode_frames(x), codec._encode_frames(y)
+    hx, hy = codec.encode_frames(x), codec.encode_frames(y)
     torch.testing.assert_close(hx[:, :untouched], hy[:, :untouched], rtol=0, atol=1e-6)
     assert (hx[:, untouched:] - hy[:, untouched:]).abs().amax() > 1e-2  # the change does show later
     cx, cy = codec.encode(x).codes, codec.encode(y).codes

@@ -72,10 +72,10 @@ def test_chunked_encode_equals_one_shot(codec, chunk):
     chunked = codec.encode(x, lengths, chunk_frames=chunk)
     assert torch.equal(one.lengths, chunked.lengths) and one.lengths.tolist() == [40, 31]
     assert torch.equal(one.codes, chunked.codes)
-    hidden_one = codec._encode_frames(x)
+    hidden_one = codec.encode_frames(x)
     states = codec.init_encoder_states()
     hidden_chunked = torch.cat(
-        [codec._encode_frames(x[:, i * SPF : (i + chunk) * SPF], states) for i in range(0, FRAMES, chunk)], dim=1
+        [codec.encode_frames(x[:, i * SPF : (i + chunk) * SPF], states) for i in range(0, FRAMES, chunk)], dim=1
     )
     torch.testing.assert_close(hidden_chunked, hidden_one, rtol=1e-4, atol=1e-4)
 
