@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from moss_model.engine import EngineStats, Finished, RowResult  # noqa: E402
 from moss_model.loading import load_tts  # noqa: E402
 from moss_model.tiny import write_tiny_model  # noqa: E402
-from pipeline.keys import KeyInputs  # noqa: E402
-from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentAudio, SegmentTask  # noqa: E402
-from pipeline.plan import PlanOptions, build_plan  # noqa: E402
+from pipeline.narration.narrate import NarrationOptions, Narrator, RunTask, SegmentAudio, SegmentTask  # noqa: E402
+from pipeline.narration.store import StoredSegment  # noqa: E402
+from pipeline.narration.voice import Voice  # noqa: E402
 from pipeline.reading import read_book  # noqa: E402
-from pipeline.store import StoredSegment  # noqa: E402
-from pipeline.voice import Voice  # noqa: E402
+from pipeline.text.keys import KeyInputs  # noqa: E402
+from pipeline.text.plan import PlanOptions, build_plan  # noqa: E402
 
 BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "books" / "moby-dick.epub"
 FRAMES_PER_SECOND = 12.5

@@ -47,9 +47,9 @@ def plan_frames(book: Path, count: int) -> tuple[list[int], str]:
     if not book.is_file():
         rng = np.random.default_rng(0)  # a bare clone: a seeded draw shaped like the book's plan
         return [int(x) for x in np.clip(rng.normal(160, 80, count), 4, 375)], f"seeded draw ({book} not found)"
-    from pipeline.keys import KeyInputs
-    from pipeline.plan import PlanOptions, build_plan
     from pipeline.reading import read_book
+    from pipeline.text.keys import KeyInputs
+    from pipeline.text.plan import PlanOptions, build_plan
 
     keys = KeyInputs(voice_id="bench", model_id="bench", model_revision="bench", decoding={}, seed_policy="from_key",
                      carryover_bound_frames=250)

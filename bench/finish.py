@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.finish import FinishOptions, SegmentSpan, finish_book, finish_chapter  # noqa: E402
-from pipeline.loudness import integrated_loudness, true_peak_db  # noqa: E402
+from pipeline.finishing.finish import FinishOptions, SegmentSpan, finish_book, finish_chapter  # noqa: E402
+from pipeline.finishing.loudness import integrated_loudness, true_peak_db  # noqa: E402
 
 SAMPLE_RATE = 24_000
 

@@ -33,11 +33,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-import pipeline.run  # noqa: E402,F401  (registers the ${stem:...} resolver)
 from jobs import ray_runtime  # noqa: E402
+from jobs.main import register_resolvers  # noqa: E402
 from jobs.narrate import make_plan, prepare, run_tasks  # noqa: E402
-from pipeline.narrate import RunTask  # noqa: E402
-from pipeline.store import SegmentStore  # noqa: E402
+from pipeline.narration.narrate import RunTask  # noqa: E402
+from pipeline.narration.store import SegmentStore  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 BOOK = PROJECT.parent / "shared" / "data" / "books" / "moby-dick.epub"
@@ -59,6 +59,7 @@ class RoundsActor(ray_runtime.NarratorActor):
 
 
 def setup_for(output: Path, capacity: int):
+    register_resolvers()  # the ${stem:...} resolver the config uses
     with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base=None):
         cfg = compose("config", overrides=[f"input={BOOK}", f"output={output}", "model=tiny", f"voice={VOICE}",
                                            "cluster.num_actors=1", f"narration.capacity={capacity}"])

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.keys import KeyInputs  # noqa: E402
-from pipeline.plan import PlanOptions, build_plan, write_plan  # noqa: E402
 from pipeline.reading import read_book  # noqa: E402
 from pipeline.reading.book import Book, Chapter, Paragraph  # noqa: E402
+from pipeline.text.keys import KeyInputs  # noqa: E402
+from pipeline.text.plan import PlanOptions, build_plan, write_plan  # noqa: E402
 
 DEFAULT_BOOK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "books" / "moby-dick.epub"
 BUDGET_SECONDS = 10.0

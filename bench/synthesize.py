@@ -30,7 +30,7 @@ import ray  # noqa: E402
 import soundfile  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-import pipeline.run  # noqa: E402,F401  (registers the ${stem:...} resolver)
+from jobs.main import register_resolvers  # noqa: E402
 from jobs.synthesize import run  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,7 @@ def texts(path: Path, rows: int) -> Path:
 
 
 def config(*overrides: str):
+    register_resolvers()  # the ${stem:...} resolver the config uses
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base=None):
         return compose(config_name="config", overrides=["job=synthesize", "model=tiny", *overrides])
 

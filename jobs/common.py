@@ -17,18 +17,18 @@ from jobs.output import (OutputPlace, claim_remote, fetch_inputs, fresh_staging,
                          remote_problems, unpublish)
 from jobs.settings import ConfigError, check_files, claim_output, forbidden_folder, output_problems
 from pipeline import index, storage
-from pipeline.chapter_audio import ChapterSegment
 from pipeline.errors import InputError
-from pipeline.finish import BookInfo, FinishedChapter, FinishOptions
-from pipeline.lexicon import Lexicon
-from pipeline.models import ModelChoice, language_tags_setting, resolve_model
-from pipeline.narrate import NarrationOptions, RunTask, SegmentTask
-from pipeline.naming import chapter_stem
-from pipeline.plan import PLAN_FILE, Plan, PlanOptions, build_plan, write_plan
+from pipeline.finishing.chapter_audio import ChapterSegment
+from pipeline.finishing.finish import BookInfo, FinishedChapter, FinishOptions
+from pipeline.finishing.naming import chapter_stem
+from pipeline.narration.models import ModelChoice, language_tags_setting, resolve_model
+from pipeline.narration.narrate import NarrationOptions, RunTask, SegmentTask
+from pipeline.narration.store import SegmentStore
+from pipeline.narration.voice import VoiceSpec
 from pipeline.quality.report import write_book_report
 from pipeline.reading import Book, read_book
-from pipeline.store import SegmentStore
-from pipeline.voice import VoiceSpec
+from pipeline.text.lexicon import Lexicon
+from pipeline.text.plan import PLAN_FILE, Plan, PlanOptions, build_plan, write_plan
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def chapter_work(plan: Plan) -> list[ChapterWork]:
 
 def book_info(plan: Plan) -> BookInfo:
     """What the tags of every file say about the book."""
-    from pipeline.export import Cover
+    from pipeline.finishing.export import Cover
 
     language = index.book_language(plan.book.language, [s.language for s in plan.segments])
     cover = plan.book.cover and Cover(plan.book.cover.data, plan.book.cover.mime)
@@ -253,7 +253,7 @@ def book_info(plan: Plan) -> BookInfo:
 def write_book(plan: Plan, setup: RunSetup, store: SegmentStore, book: BookInfo,
                finished: list[FinishedChapter]) -> dict:
     """The M4B (joined from the finished chapters) and the index, the book table last."""
-    from pipeline.finish import finish_book as write_m4b
+    from pipeline.finishing.finish import finish_book as write_m4b
 
     m4b = write_m4b(finished, setup.output / f"{chapter_stem(None, plan.book.title)}.m4b", plan.book.title,
                     plan.book.author, book.cover, setup.finish, language=book.language)

@@ -23,20 +23,20 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import InputError
-from pipeline.keys import KeyInputs
-from pipeline.models import language_tags_setting
-from pipeline.plan import PlanOptions
+from pipeline.finishing.stitch import PauseOptions
+from pipeline.narration.models import language_tags_setting
+from pipeline.narration.voice import GENERATED_VOICE, VoiceSpec
 from pipeline.reading import ReadOptions
-from pipeline.segment import SpeakingRates
-from pipeline.stitch import PauseOptions
-from pipeline.voice import GENERATED_VOICE, VoiceSpec
+from pipeline.text.keys import KeyInputs
+from pipeline.text.plan import PlanOptions
+from pipeline.text.segment import SpeakingRates
 
 if TYPE_CHECKING:  # torch-heavy: imported where used, so that job=plan starts without torch
     from moss_model.sampling import DecodingParams
     from pipeline.dataset.prepare import PrepareOptions
     from pipeline.dataset.synth import SynthOptions
-    from pipeline.finish import FinishOptions
-    from pipeline.narrate import NarrationOptions
+    from pipeline.finishing.finish import FinishOptions
+    from pipeline.narration.narrate import NarrationOptions
     from pipeline.quality.decisions import QualityOptions
 
 STORE_DIR = "store"  # under the output folder, unless store= names another
@@ -161,7 +161,7 @@ def voice_spec(cfg: DictConfig) -> VoiceSpec:
     """The book's voice: `voice=` (checked and hashed) with its transcript, or, without one, the
     generated voice (see `generated_voice_id`)."""
     from jobs.settings import voice_transcript
-    from pipeline.voice import check_voice
+    from pipeline.narration.voice import check_voice
 
     text, _origin = voice_transcript(cfg)
     return check_voice(cfg.voice, text)
@@ -188,7 +188,7 @@ def decoding_params(cfg: DictConfig) -> DecodingParams:
 
 
 def narration_options(cfg: DictConfig, tiny: bool) -> NarrationOptions:
-    from pipeline.narrate import NarrationOptions
+    from pipeline.narration.narrate import NarrationOptions
 
     n = cfg.narration
     return NarrationOptions(
@@ -242,7 +242,7 @@ def pause_options(cfg: DictConfig) -> PauseOptions:
 
 
 def finish_options(cfg: DictConfig) -> FinishOptions:
-    from pipeline.finish import FinishOptions
+    from pipeline.finishing.finish import FinishOptions
 
     f = cfg.finish
     return FinishOptions(

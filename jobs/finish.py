@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from jobs import ray_runtime
 from jobs.common import (book_info, chapter_work, check_inputs, check_narrated, make_plan, prepare,
                          unmark_complete, write_book)
-from pipeline.store import SegmentStore
+from pipeline.narration.store import SegmentStore
 
 
 def run(cfg: DictConfig) -> dict:

@@ -1,5 +1,6 @@
 """The command's entry point: the Hydra main that checks the composed config and hands it to the
-job it names (`python -m pipeline.run job=<name> [key=value ...]`; pipeline/run.py calls `cli`).
+job it names (`python -m pipeline.run job=<name> [key=value ...]`: pipeline/run.py runs this module as
+the main program).
 
 Exit codes: 0 done, 2 bad input or configuration (nothing written), 130 interrupted (Ctrl-C).
 """

@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 
 from jobs.common import (RunSetup, book_info, chapter_work, check_inputs, check_narrated, make_plan, prepare,
                          run_tasks, unmark_complete, write_book)
-from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport
-from pipeline.plan import Plan
-from pipeline.store import SegmentStore
+from pipeline.narration.narrate import FRAMES_PER_SECOND, ChapterReport
+from pipeline.narration.store import SegmentStore
+from pipeline.text.plan import Plan
 
 # check_inputs, prepare, make_plan and run_tasks are named here too for bench/narrate.py.
 __all__ = ["run", "summarize", "format_summary", "check_inputs", "prepare", "make_plan", "run_tasks"]

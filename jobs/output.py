@@ -26,7 +26,7 @@ from jobs.config import STORE_DIR, _multirun_job_dir, job_paths
 from jobs.settings import MARKER, book_identity
 from pipeline import index, storage
 from pipeline.errors import InputError
-from pipeline.models import cache_dir
+from pipeline.narration.models import cache_dir
 
 URL_INPUTS = ("input", "voice", "voice_text_file", "lexicon")
 

@@ -10,9 +10,9 @@ from jobs.output import claim_remote, fetch_inputs, fresh_staging, output_place,
 from jobs.settings import ConfigError, check_files, claim_output, output_problems
 from pipeline import storage
 from pipeline.index import write_atomically
-from pipeline.lexicon import Lexicon
-from pipeline.plan import PLAN_FILE, PlanSummary, build_plan, write_plan
 from pipeline.reading import read_book
+from pipeline.text.lexicon import Lexicon
+from pipeline.text.plan import PLAN_FILE, PlanSummary, build_plan, write_plan
 
 
 def run(cfg: DictConfig) -> PlanSummary:

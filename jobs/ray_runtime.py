@@ -21,19 +21,19 @@ import ray
 from tqdm import tqdm
 
 from jobs.config import generated_voice_id
-from pipeline.chapter_audio import finish_chapter_from_store
 from pipeline.errors import InputError
-from pipeline.narrate import FRAMES_PER_SECOND, ChapterReport, Narrator, RunTask
-from pipeline.store import SegmentStore
-from pipeline.voice import Voice, encode_voice, voice_wave
+from pipeline.finishing.chapter_audio import finish_chapter_from_store
+from pipeline.narration.narrate import FRAMES_PER_SECOND, ChapterReport, Narrator, RunTask
+from pipeline.narration.store import SegmentStore
+from pipeline.narration.voice import Voice, encode_voice, voice_wave
 
 if TYPE_CHECKING:
     from jobs.common import ChapterWork, RunSetup
     from jobs.config import ClusterOptions
     from pipeline.dataset.synth import SynthOptions
-    from pipeline.finish import BookInfo, FinishedChapter
-    from pipeline.models import ModelChoice
-    from pipeline.voice import VoiceSpec
+    from pipeline.finishing.finish import BookInfo, FinishedChapter
+    from pipeline.narration.models import ModelChoice
+    from pipeline.narration.voice import VoiceSpec
 
 POLL_SECONDS = 1.0
 
@@ -169,7 +169,7 @@ def load_models(checkpoint: str, codec_name: str | None, device: str):
     from moss_model.codec import load_codec
     from moss_model.loading import load_tts
 
-    from pipeline.models import resolve_on_node
+    from pipeline.narration.models import resolve_on_node
 
     dtype = torch.bfloat16 if device == "cuda" else None
     tts = load_tts(resolve_on_node(checkpoint), dtype=dtype, device=device)  # weights fetched once per node

@@ -28,8 +28,8 @@ from pipeline.dataset.rows import check_readable, input_files, read_rows
 from pipeline.dataset.synth import SynthOptions
 from pipeline.dataset.voices import DatasetVoice, load_voices
 from pipeline.errors import InputError
-from pipeline.models import ModelChoice, resolve_model
-from pipeline.segment import FRAMES_PER_SECOND
+from pipeline.narration.models import ModelChoice, resolve_model
+from pipeline.text.segment import FRAMES_PER_SECOND
 
 MANIFEST_COLUMNS = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]  # what the actors read
 

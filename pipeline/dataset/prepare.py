@@ -12,11 +12,11 @@ from typing import Any
 
 from pipeline.dataset.rows import InputRow
 from pipeline.dataset.voices import DatasetVoice, assign_voice
-from pipeline.keys import KeyInputs
-from pipeline.normalize import speak_pieces
-from pipeline.normalize_inline import split_controls
-from pipeline.normalize_script import detect_language
-from pipeline.segment import (FRAMES_PER_SECOND, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
+from pipeline.reading.script import detect_language
+from pipeline.text.inline import split_controls
+from pipeline.text.keys import KeyInputs
+from pipeline.text.normalize import speak_pieces
+from pipeline.text.segment import (FRAMES_PER_SECOND, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
                               seconds_to_frames, segment_paragraph)
 
 KNOWN_COLUMNS = ("id", "text", "voice", "language", "duration_s")

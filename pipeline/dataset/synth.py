@@ -19,11 +19,11 @@ import torch
 
 from moss_model.engine import Engine, RowResult
 from moss_model.processor import SpeechRequest
-from pipeline.checks import segment_checks
 from pipeline.dataset.results import ResultStore, Utterance
-from pipeline.loudness import LimiterOptions, normalize_loudness
-from pipeline.narrate import PROMPT_TEXT_TOKENS, NarrationOptions, join_prefix_text, segment_seed
-from pipeline.voice import Voice, VoiceSpec, encode_voice
+from pipeline.finishing.loudness import LimiterOptions, normalize_loudness
+from pipeline.narration.checks import segment_checks
+from pipeline.narration.narrate import PROMPT_TEXT_TOKENS, NarrationOptions, join_prefix_text, segment_seed
+from pipeline.narration.voice import Voice, VoiceSpec, encode_voice
 
 
 @dataclass(frozen=True)

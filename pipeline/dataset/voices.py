@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InputError
-from pipeline.voice import VoiceSpec, check_voice
+from pipeline.narration.voice import VoiceSpec, check_voice
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus")
 TRANSCRIPT_FILES = ("transcripts.tsv", "transcripts.csv")

@@ -33,7 +33,7 @@ Modules, one job each:
   segments, flagged)`` from ``<output>/index/``; ``write_book_report(output, options)`` the same
   as narration's last step (a failure is a warning); ``chapter_summary(segment_rows)``.
 
-Wiring one batch of decoded segments in the narrator (``pipeline.narrate`` does this)::
+Wiring one batch of decoded segments in the narrator (``pipeline.narration.narrate`` does this)::
 
     measurer = QualityMeasurer(options)                      # once per actor
     runs = {run: RunSimilarity(measurer.reference_embedding(ref_audio, 24_000))}

@@ -1,4 +1,8 @@
-"""Readers: a manuscript file (.txt, .md, .epub) to a `Book` of chapters and clean paragraphs."""
+"""Readers: a manuscript file (.txt, .md, .epub) in, a `Book` of chapters and clean paragraphs out.
+
+Every reader cleans its text with `clean` (the one text-cleaning path) and tells scripts and
+languages apart with `script`.
+"""
 from __future__ import annotations
 
 from pathlib import Path

@@ -14,7 +14,7 @@ DEFAULT_SKIP_KINDS = (
 
 @dataclass(frozen=True)
 class Paragraph:
-    text: str  # cleaned (see pipeline.normalize_text)
+    text: str  # cleaned (see pipeline.reading.clean)
     place: str  # where it starts in the source: "line 12" or "OPS/chapter_001.xhtml"
 
 

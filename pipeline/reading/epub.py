@@ -32,8 +32,8 @@ from urllib.parse import unquote, urldefrag
 from lxml import etree, html
 
 from pipeline.errors import InputError
-from pipeline.normalize_text import clean_paragraph
 from pipeline.reading.book import Book, Chapter, Cover, Paragraph, ReadOptions, count_skip, speakable_count
+from pipeline.reading.clean import clean_paragraph
 
 _NS = {
     "opf": "http://www.idpf.org/2007/opf",

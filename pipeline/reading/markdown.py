@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InputError
-from pipeline.normalize_text import clean_paragraph
-from pipeline.normalize_script import detect_language
+from pipeline.reading.clean import clean_paragraph
+from pipeline.reading.script import detect_language
 from pipeline.reading.book import (
     Book, ChapterCollector, ReadOptions, count_skip, opening_title, speakable_count,
 )

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.errors import InputError
-from pipeline.normalize_text import clean_paragraph, has_blank_lines, split_paragraphs
-from pipeline.normalize_script import detect_language
 from pipeline.reading.book import Book, ChapterCollector, ReadOptions, opening_title, speakable_count
+from pipeline.reading.clean import clean_paragraph, has_blank_lines, split_paragraphs
 from pipeline.reading.decode import decode_text
 from pipeline.reading.headings import HeadingMatcher
+from pipeline.reading.script import detect_language
 
 
 def read_txt(path: Path, options: ReadOptions) -> Book:

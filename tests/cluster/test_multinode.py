@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 
-from pipeline.store import SegmentStore
+from pipeline.narration.store import SegmentStore
 from tests.raycluster import LocalCluster, ray_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

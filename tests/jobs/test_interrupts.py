@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import SegmentStore
+from pipeline.narration.store import SegmentStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BOOK = "# Interrupted\n\n" + "\n\n".join(
@@ -125,7 +125,7 @@ def narrate_args(book: Path, output: Path, voice: Path, transcript: str) -> list
 def book_result(output: Path) -> tuple[list, list, dict]:
     import pyarrow.parquet as pq
 
-    from pipeline.narrate import codes_digest
+    from pipeline.narration.narrate import codes_digest
 
     segments = pq.read_table(output / "index" / "segments" / "segments.parquet").to_pylist()
     chapters = pq.read_table(output / "index" / "chapters" / "chapters.parquet").to_pylist()

@@ -1,8 +1,11 @@
-"""The job layer's import rules, read from the source (no module is imported):
+"""The layers' import rules, read from the source (no module is imported):
 
 - no job imports another job; a job imports only the shared job modules, pipeline/ and moss_model/;
 - Ray is imported by the adapter (jobs/ray_runtime.py) alone;
-- nothing in pipeline/ imports the job layer, except the command's shim pipeline/run.py.
+- nothing in pipeline/ imports the job layer (pipeline/run.py runs jobs/main.py as the main
+  program, without importing it);
+- a stage of pipeline/ imports only the stages before it: reading, text, narration, finishing;
+- moss_model/ imports none of pipeline/, jobs/, Ray or Hydra.
 """
 
 from __future__ import annotations
@@ -44,7 +47,23 @@ def test_only_the_adapter_imports_ray():
 
 def test_pipeline_does_not_import_the_job_layer():
     for path in sorted((PROJECT_ROOT / "pipeline").rglob("*.py")):
-        if path == PROJECT_ROOT / "pipeline" / "run.py":
-            continue
         jobs = {name for name in imported(path) if name == "jobs" or name.startswith("jobs.")}
         assert not jobs, f"{path.relative_to(PROJECT_ROOT)} imports {sorted(jobs)}"
+
+
+STAGES = ["reading", "text", "narration", "finishing"]  # in a book's order
+
+
+def test_stages_import_only_earlier_stages():
+    for position, stage in enumerate(STAGES):
+        later = {f"pipeline.{name}" for name in STAGES[position + 1:]}
+        for path in sorted((PROJECT_ROOT / "pipeline" / stage).rglob("*.py")):
+            wrong = {name for name in imported(path) if any(name == p or name.startswith(p + ".") for p in later)}
+            assert not wrong, f"{path.relative_to(PROJECT_ROOT)} imports {sorted(wrong)}"
+
+
+def test_the_model_imports_no_other_layer():
+    banned = ("pipeline", "jobs", "ray", "hydra", "omegaconf")
+    for path in sorted((PROJECT_ROOT / "moss_model").rglob("*.py")):
+        wrong = {name for name in imported(path) if name.split(".")[0] in banned}
+        assert not wrong, f"{path.relative_to(PROJECT_ROOT)} imports {sorted(wrong)}"

@@ -18,8 +18,8 @@ import soundfile
 from hydra import compose, initialize_config_dir
 
 from jobs.main import register_resolvers
-from pipeline.narrate import codes_digest
-from pipeline.store import SegmentStore
+from pipeline.narration.narrate import codes_digest
+from pipeline.narration.store import SegmentStore
 
 register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

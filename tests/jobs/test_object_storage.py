@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from pipeline.store import SegmentStore
+from pipeline.narration.store import SegmentStore
 from tests.s3server import s3_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from jobs.main import register_resolvers
 from jobs import JOBS, get_job
 from jobs.config import plan_key_inputs, plan_options
 from jobs.plan import run
-from pipeline.plan import read_plan
+from pipeline.text.plan import read_plan
 
 register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_keep_page_numbers_reads_epub_page_breaks_aloud(tmp_path):
 
 
 def test_every_language_has_a_speaking_rate_that_reaches_the_plan(tmp_path):
-    from pipeline.segment import SpeakingRates
+    from pipeline.text.segment import SpeakingRates
 
     cfg = config()
     assert plan_options(cfg).rates == SpeakingRates()  # the config's rates are the pipeline's defaults
@@ -174,7 +174,7 @@ def test_a_bad_reading_or_rate_setting_exits_2_naming_it(setting, message, tmp_p
 
 
 def test_language_tags_follow_the_model_and_reach_the_keys(tmp_path):
-    from pipeline.models import language_tags_setting
+    from pipeline.narration.models import language_tags_setting
 
     assert language_tags_setting("auto", "moss_tts_v1_5") and not language_tags_setting("auto", "moss_tts")
     assert language_tags_setting("auto", "/models/mine", "/models/MOSS-TTS-v1.5")

@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from pipeline.checks import SegmentChecker
+from pipeline.narration.checks import SegmentChecker
 
 
 def sums(frames: list[torch.Tensor]) -> list[float]:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.keys import KeyInputs
-from pipeline.normalize_check import dropped_words
-from pipeline.plan import PlanOptions, build_plan, coverage
 from pipeline.reading import ReadOptions, read_book
 from pipeline.reading.book import speakable_count
+from pipeline.text.check import dropped_words
+from pipeline.text.keys import KeyInputs
+from pipeline.text.plan import PlanOptions, build_plan, coverage
 
 KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
                  carryover_bound_frames=250)

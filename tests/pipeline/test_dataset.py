@@ -18,7 +18,7 @@ from pipeline.dataset.rows import InputRow, check_readable, input_files, read_ro
 from pipeline.dataset.synth import flac_bytes
 from pipeline.dataset.voices import assign_voice, load_voices
 from pipeline.errors import InputError
-from pipeline.keys import KeyInputs
+from pipeline.text.keys import KeyInputs
 
 INPUTS = KeyInputs("", "tiny", "rev", {"audio": {"temperature": 1.7}}, "from_key", 0)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import export
-from pipeline.export import BookChapter, Cover, FfmpegError
+from pipeline.finishing import export
+from pipeline.finishing.export import BookChapter, Cover, FfmpegError
 
 RATE = 24_000
 

@@ -22,10 +22,10 @@ import pytest
 import soundfile
 from scipy import signal
 
-from pipeline import export
-from pipeline.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_book, finish_chapter
-from pipeline.stitch import PauseOptions
-from pipeline.subtitles import display_width
+from pipeline.finishing import export
+from pipeline.finishing.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_book, finish_chapter
+from pipeline.finishing.stitch import PauseOptions
+from pipeline.finishing.subtitles import display_width
 from tests.pipeline.ffmeter import ebur128
 
 RATE = 24_000
@@ -309,7 +309,7 @@ def test_every_delivered_file_passes_ffmpegs_meter(tmp_path, preset, fmt):
 def test_a_file_that_misses_is_encoded_again_until_it_passes(tmp_path, monkeypatch, fmt):
     """With the probe's prediction switched off, the first encode at 32 kbit/s overshoots the
     ceiling (and MP3 loses loudness); the measurement after encoding drives the next passes."""
-    from pipeline import deliver
+    from pipeline.finishing import deliver
 
     monkeypatch.setattr(deliver, "_probe", lambda *args: (0.0, 0.0))
     options = replace(OPTIONS, lossy_format=fmt, lossy_bitrate="32k", loudness_preset="podcast", write_m4b=False)

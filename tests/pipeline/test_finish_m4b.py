@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import export
-from pipeline.finish import FinishedChapter, FinishOptions, SegmentSpan, finish_book, finish_chapter
-from pipeline.stitch import PauseOptions
+from pipeline.finishing import export
+from pipeline.finishing.finish import FinishedChapter, FinishOptions, SegmentSpan, finish_book, finish_chapter
+from pipeline.finishing.stitch import PauseOptions
 
 RATE = 24_000
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

@@ -15,14 +15,14 @@ import pytest
 import soundfile
 
 from pipeline import index
-from pipeline.finish import FinishOptions, SegmentSpan, finish_book, finish_chapter
+from pipeline.finishing.finish import FinishOptions, SegmentSpan, finish_book, finish_chapter
 
 RATE = 24_000
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="FFmpeg not installed")
 
 
 @dataclass(frozen=True)
-class PlannedSegment:  # the fields of pipeline.plan.PlanSegment that the index reads
+class PlannedSegment:  # the fields of pipeline.text.plan.PlanSegment that the index reads
     chapter_index: int
     chapter_title: str
     segment_index: int

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.keys import KeyInputs, segment_key
+from pipeline.text.keys import KeyInputs, segment_key
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,7 @@ def test_the_language_is_in_the_key_only_when_the_prompt_names_it():
 
 def test_key_is_the_same_in_another_process_with_another_hash_seed():
     code = (
-        "from pipeline.keys import segment_key;"
+        "from pipeline.text.keys import segment_key;"
         "print(segment_key('第二段。', voice_id='v', model_id='m', model_revision='r',"
         " decoding={'b': [1, 2.5], 'a': {'y': True, 'x': None}}, seed_policy='from_key',"
         " carryover_bound_frames=10, previous_text='前一段'))"

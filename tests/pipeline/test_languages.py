@@ -6,12 +6,12 @@ import re
 import jieba
 import pytest
 
-from pipeline.keys import KeyInputs
-from pipeline.normalize import to_spoken
-from pipeline.normalize_script import LANGUAGES, detect_language
-from pipeline.plan import PlanOptions, build_plan
 from pipeline.reading import read_book
-from pipeline.segment import SpeakingRates, estimate_seconds, segment_paragraph, sentence_ends
+from pipeline.reading.script import LANGUAGES, detect_language
+from pipeline.text.keys import KeyInputs
+from pipeline.text.normalize import to_spoken
+from pipeline.text.plan import PlanOptions, build_plan
+from pipeline.text.segment import SpeakingRates, estimate_seconds, segment_paragraph, sentence_ends
 
 KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
                  carryover_bound_frames=250)

@@ -1,9 +1,9 @@
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.lexicon import Lexicon, entry_kind
-from pipeline.normalize import speak_pieces
-from pipeline.normalize_inline import split_controls
+from pipeline.text.inline import split_controls
+from pipeline.text.lexicon import Lexicon, entry_kind
+from pipeline.text.normalize import speak_pieces
 
 LEXICON = "# a comment\n\n重庆\tchong2 qing4\n重庆大学\tchong2 qing4 da4 xue2\nQueequeg\t/ˈkwiːkwɛɡ/\nAhab\tAy-hab\nNew Bedford\tNoo Bedford\n"
 

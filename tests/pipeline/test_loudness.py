@@ -12,8 +12,8 @@ import pytest
 import soundfile
 from scipy import signal
 
-from pipeline import loudness
-from pipeline.loudness import LimiterOptions
+from pipeline.finishing import loudness
+from pipeline.finishing.loudness import LimiterOptions
 from tests.pipeline.ffmeter import ebur128
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="FFmpeg not installed")

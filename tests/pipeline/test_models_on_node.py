@@ -6,7 +6,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from pipeline.models import resolve_on_node
+from pipeline.narration.models import resolve_on_node
 
 
 def slow_resolver(calls_file: str, folder: str):

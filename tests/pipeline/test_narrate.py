@@ -8,9 +8,9 @@ import torch
 
 from moss_model.codec import load_codec
 from moss_model.loading import load_tts
-from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentTask, codes_digest, segment_seed
-from pipeline.store import SegmentStore, StoredSegment
-from pipeline.voice import Voice
+from pipeline.narration.narrate import NarrationOptions, Narrator, RunTask, SegmentTask, codes_digest, segment_seed
+from pipeline.narration.store import SegmentStore, StoredSegment
+from pipeline.narration.voice import Voice
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import pytest
 
 from moss_model.codec import load_codec
 from moss_model.loading import load_tts
-from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentTask, embedding_from_facts, segment_seed
+from pipeline.narration.narrate import NarrationOptions, Narrator, RunTask, SegmentTask, embedding_from_facts, segment_seed
+from pipeline.narration.store import SegmentStore
+from pipeline.narration.voice import Voice
 from pipeline.quality import QualityOptions
 from pipeline.quality.decisions import HIGH_WER, SIMILARITY_FLOOR
-from pipeline.store import SegmentStore
-from pipeline.voice import Voice
 
 RATE = 24_000
 # Two runs of one chapter and a run of another; the longer lines have enough words to be judged on WER.

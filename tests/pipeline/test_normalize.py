@@ -1,10 +1,10 @@
 import pytest
 
-from pipeline import normalize_en as en
-from pipeline import normalize_zh as zh
-from pipeline.normalize import speak_pieces, to_spoken
-from pipeline.normalize_inline import find_controls, split_controls
-from pipeline.normalize_text import clean_paragraph, split_paragraphs
+from pipeline.reading.clean import clean_paragraph, split_paragraphs
+from pipeline.text import chinese as zh
+from pipeline.text import english as en
+from pipeline.text.inline import find_controls, split_controls
+from pipeline.text.normalize import speak_pieces, to_spoken
 
 
 def spoken(text: str, language: str = "en") -> str:

@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from pipeline.normalize import speak_pieces, to_spoken
-from pipeline.normalize_check import invented_words
-from pipeline.normalize_inline import split_controls
+from pipeline.text.check import invented_words
+from pipeline.text.inline import split_controls
+from pipeline.text.normalize import speak_pieces, to_spoken
 
 # What gets rewritten: numbers, money, dates, times, units, ordinals, abbreviations, symbols, URLs.
 FORMS = [

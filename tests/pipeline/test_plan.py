@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InputError
-from pipeline.keys import KeyInputs, segment_key
-from pipeline.lexicon import Lexicon
-from pipeline.normalize_text import clean_paragraph
-from pipeline.plan import PLAN_SCHEMA, PlanOptions, build_plan, read_plan, write_plan
 from pipeline.reading import read_book
 from pipeline.reading.book import Book, Chapter, Paragraph
-from pipeline.segment import estimate_seconds, seconds_to_frames
+from pipeline.reading.clean import clean_paragraph
+from pipeline.text.keys import KeyInputs, segment_key
+from pipeline.text.lexicon import Lexicon
+from pipeline.text.plan import PLAN_SCHEMA, PlanOptions, build_plan, read_plan, write_plan
+from pipeline.text.segment import estimate_seconds, seconds_to_frames
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 MOBY_DICK = SHARED_DATA / "books" / "moby-dick.epub"

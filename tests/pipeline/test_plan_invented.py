@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-import pipeline.normalize
-import pipeline.plan
-from pipeline.keys import KeyInputs
-from pipeline.lexicon import Lexicon
-from pipeline.normalize import speak_pieces
-from pipeline.normalize_check import invented_words
-from pipeline.normalize_inline import split_controls
-from pipeline.plan import PlanOptions, build_plan
+import pipeline.text.normalize
+import pipeline.text.plan
 from pipeline.reading import read_book
+from pipeline.text.check import invented_words
+from pipeline.text.inline import split_controls
+from pipeline.text.keys import KeyInputs
+from pipeline.text.lexicon import Lexicon
+from pipeline.text.normalize import speak_pieces
+from pipeline.text.plan import PlanOptions, build_plan
 from tests.pipeline.test_coverage import BOOKS, PAGES, make_epub
 
 KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
@@ -99,7 +99,7 @@ def test_a_broken_normalizer_is_caught_with_its_place(tmp_path, monkeypatch):
     def broken(pieces, language):
         return speak_pieces(pieces, language).replace("fish", "fish banana")
 
-    monkeypatch.setattr(pipeline.plan, "speak_pieces", broken)
+    monkeypatch.setattr(pipeline.text.plan, "speak_pieces", broken)
     path = tmp_path / "book.txt"
     path.write_text("Opening line of the book.\n\nChapter 1\n\nNo fish here? None.\n\n"
                     "The sea was calm. They ate fish at 5:30 p.m. and slept.\n", encoding="utf-8")
@@ -119,8 +119,8 @@ def test_a_broken_rewrite_rule_is_caught(tmp_path, monkeypatch):
     def broken(m):
         return "Mister Sir" if m.group(1) == "Mr" else original(m)
 
-    original = pipeline.normalize._speak_abbreviation
-    monkeypatch.setattr(pipeline.normalize, "_speak_abbreviation", broken)
+    original = pipeline.text.normalize._speak_abbreviation
+    monkeypatch.setattr(pipeline.text.normalize, "_speak_abbreviation", broken)
     path = tmp_path / "book.txt"
     path.write_text("Chapter 1\n\nMr. Smith came. Dr. Jones left.\n", encoding="utf-8")
     [warning] = _invented(_plan(read_book(path)))

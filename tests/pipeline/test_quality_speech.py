@@ -129,7 +129,7 @@ def test_noise_scores_low_and_is_regenerated_then_flagged(voices, transcripts, e
     """Random audio and what the tiny random-weight model sounds like (its codec decoding random
     codes) score far below real speech against every reference, and the decision function acts."""
     from moss_model.codec import load_codec
-    from pipeline.segment_audio import decode_segments
+    from pipeline.narration.segment_audio import decode_segments
 
     codec = load_codec(tiny_checkpoints[1])
     codes = [np.random.default_rng(seed).integers(0, 1024, size=(38, 32)).astype(np.int16) for seed in range(2)]

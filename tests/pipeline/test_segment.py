@@ -4,11 +4,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.normalize import speak_pieces
-from pipeline.normalize_inline import find_controls, split_controls
-from pipeline.normalize_script import detect_language
-from pipeline.normalize_text import clean_paragraph
-from pipeline.segment import (
+from pipeline.text.normalize import speak_pieces
+from pipeline.text.inline import find_controls, split_controls
+from pipeline.reading.script import detect_language
+from pipeline.reading.clean import clean_paragraph
+from pipeline.text.segment import (
     SpeakingRates, UnsplittableError, estimate_seconds, seconds_to_frames, segment_paragraph, sentence_ends,
 )
 

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from pipeline.keys import KeyInputs
-from pipeline.plan import PlanOptions, build_plan
 from pipeline.reading.book import Book, Chapter, Paragraph
-from pipeline.segment import segment_paragraph
+from pipeline.text.keys import KeyInputs
+from pipeline.text.plan import PlanOptions, build_plan
+from pipeline.text.segment import segment_paragraph
 
 MAX_RATIO = 8.0  # for 4x the text: linear is ~4, quadratic ~16
 KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.stitch import (
+from pipeline.finishing.stitch import (
     BOUNDARY_KINDS,
     PauseOptions,
     TextPiece,

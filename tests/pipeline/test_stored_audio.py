@@ -8,13 +8,13 @@ import torch
 
 from moss_model.codec import load_codec
 from moss_model.loading import load_tts
-from pipeline import segment_audio
-from pipeline.chapter_audio import chapter_waveform
-from pipeline.narrate import NarrationOptions, Narrator, RunTask, SegmentTask
-from pipeline.segment_audio import (FRAME_BUCKET, GRID_SCALE, audio_from_flac, audio_to_flac, bucket_frames,
+from pipeline.finishing.chapter_audio import chapter_waveform
+from pipeline.narration import segment_audio
+from pipeline.narration.narrate import NarrationOptions, Narrator, RunTask, SegmentTask
+from pipeline.narration.segment_audio import (FRAME_BUCKET, GRID_SCALE, audio_from_flac, audio_to_flac, bucket_frames,
                                     decode_segments, level_dbfs, to_grid)
-from pipeline.store import SegmentStore, StoredSegment
-from pipeline.voice import Voice
+from pipeline.narration.store import SegmentStore, StoredSegment
+from pipeline.narration.voice import Voice
 
 
 @pytest.fixture(scope="module")

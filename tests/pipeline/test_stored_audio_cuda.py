@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from moss_model.codec import load_codec
-from pipeline.segment_audio import decode_segments
+from pipeline.narration.segment_audio import decode_segments
 
 
 def random_codes(frames: int, n_vq: int, seed: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from pipeline.subtitles import (
+from pipeline.finishing.subtitles import (
     Cue,
     CueLimits,
     cues_from_rows,

@@ -2,7 +2,7 @@
 
 A `Narrator` holds a loaded model and codec (one per GPU actor) and an engine with a pool of
 row slots. It narrates many runs at once (a run is a chapter, or a stretch of paragraphs of a
-long chapter, see `pipeline.plan`): it keeps the pool full by starting runs, longest first, and
+long chapter, see `pipeline.text.plan`): it keeps the pool full by starting runs, longest first, and
 submits a run's next segment the moment the previous one is accepted, while the other rows
 keep decoding. Segment k is prompted with the voice reference and, as its continuation prefix,
 the stored codes and text of segment k-1, so the prefix is data the store can always give
@@ -13,7 +13,7 @@ generated once. Seeds, frame limits and retries belong to the segment, and the e
 do not depend on what shares the pool, so the audio is the same under any schedule.
 
 Finished segments are decoded on the narrator's device, in batches on a worker thread, off the
-engine's loop (`pipeline.checks`, `pipeline.segment_audio`); the silence check reads that audio
+engine's loop (`pipeline.narration.checks`, `pipeline.narration.segment_audio`); the silence check reads that audio
 and the store keeps it with the codes, so finishing never runs the codec again.
 
 Quality (`NarrationOptions.quality`, `pipeline.quality`): on the same worker thread each batch of
@@ -43,14 +43,14 @@ from moss_model.engine import Engine, EngineStats, RowResult
 from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams
-from pipeline.checks import SegmentChecker, segment_checks
-from pipeline.normalize_script import language_name
+from pipeline.narration.checks import SegmentChecker, segment_checks
+from pipeline.narration.segment_audio import audio_to_flac, decode_segments, level_dbfs
+from pipeline.narration.store import SegmentStore, StoredSegment
+from pipeline.narration.voice import Voice
 from pipeline.quality.decisions import OK, REGENERATE, Decision, Distribution, QualityOptions, decide
 from pipeline.quality.measures import Measured, QualityMeasurer
 from pipeline.quality.similarity import RunSimilarity
-from pipeline.segment_audio import audio_to_flac, decode_segments, level_dbfs
-from pipeline.store import SegmentStore, StoredSegment
-from pipeline.voice import Voice
+from pipeline.reading.script import language_name
 
 FRAMES_PER_SECOND = 12.5
 PROMPT_TEXT_TOKENS = 1280  # room in a row for the chat template, a segment's text and its prefix's text
@@ -155,7 +155,7 @@ class Narrator:
         self._recent: dict[str, StoredSegment] = {}  # previous segments of the runs in flight
         self._engine: Engine | None = None
         self.generated_frames = 0  # frames of the segments this narrator stored (for progress)
-        self.threaded_checks = True  # measure segments on a worker thread (see pipeline.checks)
+        self.threaded_checks = True  # measure segments on a worker thread (see pipeline.narration.checks)
         self._measurer: QualityMeasurer | None = None  # built once, on the first narrate() with quality on
         # The voice reference's audio for the similarity measure, (samples, rate); None: voice.codes
         # decoded by the codec (what the model was given). A tiny random codec decodes any codes to noise.
@@ -460,7 +460,7 @@ class Narrator:
         return [replace(audio, quality=values) for audio, values in zip(audios, measured)]
 
     def measure_segments(self, frames: list[torch.Tensor]) -> list[SegmentAudio]:
-        """Finished segments' codes -> their audio (each decoded alone, see pipeline.segment_audio), its
+        """Finished segments' codes -> their audio (each decoded alone, see pipeline.narration.segment_audio), its
         level, and the FLAC bytes the store keeps (encoded here, off the engine's loop)."""
         rate = int(self.codec.sampling_rate)
         return [SegmentAudio(level_dbfs(audio), audio, rate, flac=audio_to_flac(audio, rate))
@@ -475,7 +475,7 @@ class SegmentAudio:
     samples: np.ndarray | None = None
     sample_rate: int | None = None
     quality: Measured | None = None  # its own quality measures (with NarrationOptions.quality)
-    flac: bytes | None = None  # `samples` as the store keeps them (pipeline.segment_audio.audio_to_flac)
+    flac: bytes | None = None  # `samples` as the store keeps them (pipeline.narration.segment_audio.audio_to_flac)
 
 
 def codes_digest(codes: np.ndarray) -> str:

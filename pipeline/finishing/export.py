@@ -12,7 +12,7 @@ the FLAC masters (concat demuxer) or from PCM streamed through a pipe, remains a
 fallback (``write_m4b``): audio never sits in memory as a whole, and no WAV header (with its
 32-bit sizes) is involved, so books past 4 GB of PCM or 12 hours work. MP4 switches to
 64-bit offsets by itself when the output needs them. Tags are written with mutagen
-(``pipeline.tags``) before the rename.
+(``pipeline.finishing.tags``) before the rename.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import soundfile
 
-from pipeline.tags import Cover, Tags, iso639_2, write_tags
+from pipeline.finishing.tags import Cover, Tags, iso639_2, write_tags
 
 STDERR_TAIL_CHARS = 3000
 

@@ -1,6 +1,6 @@
 """Finishing: a decoded chapter becomes its master, lossy file, subtitles and timing rows;
 finished chapters become the book's M4B. Every delivered file is measured after it is
-written and corrected until it passes (``pipeline.deliver``); its figures are kept for the index.
+written and corrected until it passes (``pipeline.finishing.deliver``); its figures are kept for the index.
 
 Plain functions over arrays and dataclasses, so a CPU Ray task per chapter (and one for
 the book) can call them, and ``job=finish`` can rerun them from stored segments with
@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile
 
-from pipeline import deliver, export, loudness, stitch, subtitles
-from pipeline.tags import Cover, Tags
+from pipeline.finishing import deliver, export, loudness, stitch, subtitles
+from pipeline.finishing.tags import Cover, Tags
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ abbreviations become words; dashes become pauses; symbols nobody reads aloud
 (emoji, decorations) go. Each number is read in the language of the text around
 it, so mixed Chinese and English reads naturally. English and Chinese have rules
 of their own here; German, French, Spanish, Japanese and Korean numbers (and those
-of any other language num2words covers) are read by `pipeline.normalize_intl`.
+of any other language num2words covers) are read by `pipeline.text.intl`.
 
 Inline controls (tone-numbered Pinyin, IPA between slashes, ``[pause 1.5s]``)
 and lexicon replacements arrive as protected pieces and pass through untouched.
@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from pipeline import normalize_en as en
-from pipeline import normalize_intl as intl
-from pipeline import normalize_zh as zh
-from pipeline.normalize_script import LATIN_SCRIPT_LANGUAGES, CJK_PUNCT_CLASS, HAN_CLASS, HANGUL_CLASS, KANA_CLASS, is_cjk
+from pipeline.reading.script import LATIN_SCRIPT_LANGUAGES, CJK_PUNCT_CLASS, HAN_CLASS, HANGUL_CLASS, KANA_CLASS, is_cjk
+from pipeline.text import chinese as zh
+from pipeline.text import english as en
+from pipeline.text import intl
 
 # A piece of text and the kind of control it is (None: ordinary text to normalize).
 Piece = tuple[str, "str | None"]
@@ -124,7 +124,7 @@ def rewrite_products(language: str) -> tuple[str, ...]:
     """What normalizing text of `language` may say that the text does not: spoken numbers, dates,
     money, units, abbreviations, URL and symbol words. Number readings of the language come from
     its module (English, Chinese, or num2words for the others); what surrounds them from the rules
-    here. For the check that normalization invents nothing (`pipeline.normalize_check`)."""
+    here. For the check that normalization invents nothing (`pipeline.text.check`)."""
     said = [_RULE_WORDS.get(language, "")]
     said += [*_URL_SYMBOLS.get(language, {}).values(), *_SYMBOL_WORDS.get(language, {}).values()]
     if language == "en":

@@ -4,7 +4,7 @@
 word must survive normalization except the ones rewritten on purpose (abbreviations, units,
 Roman numerals, URL schemes, lexicon terms, which become other words). `invented_words` is the
 other direction: the words the model text says that neither the text has nor a rewrite declares
-(`pipeline.normalize.rewrite_products`: spoken numbers, dates, money, units, abbreviations, URL
+(`pipeline.text.normalize.rewrite_products`: spoken numbers, dates, money, units, abbreviations, URL
 and symbol words) nor a lexicon pronunciation used brings. Han, kana and Hangul are checked
 character by character.
 """
@@ -14,12 +14,12 @@ import re
 from functools import lru_cache
 from typing import Iterable
 
-from pipeline import normalize_en as en
-from pipeline import normalize_intl as intl
-from pipeline import normalize_zh as zh
-from pipeline.normalize import rewrite_products
-from pipeline.normalize_inline import PINYIN_SYLLABLE
-from pipeline.normalize_script import HAN_CLASS, HANGUL_CLASS, KANA_CLASS
+from pipeline.reading.script import HAN_CLASS, HANGUL_CLASS, KANA_CLASS
+from pipeline.text import chinese as zh
+from pipeline.text import english as en
+from pipeline.text import intl
+from pipeline.text.inline import PINYIN_SYLLABLE
+from pipeline.text.normalize import rewrite_products
 
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _CJK_CHAR_RE = re.compile(f"[{HAN_CLASS}{KANA_CLASS}{HANGUL_CLASS}]")

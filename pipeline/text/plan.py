@@ -32,14 +32,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
-from pipeline.keys import KeyInputs
-from pipeline.lexicon import POLYPHONE_PREFIX, Lexicon
-from pipeline.normalize import speak_pieces
-from pipeline.normalize_check import dropped_words, invented_words
-from pipeline.normalize_inline import count_pinyin_syllables, split_controls
-from pipeline.normalize_script import LANGUAGES, detect_language, language_name
 from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions, speakable_count
-from pipeline.segment import (
+from pipeline.reading.script import LANGUAGES, detect_language, language_name
+from pipeline.text.check import dropped_words, invented_words
+from pipeline.text.inline import count_pinyin_syllables, split_controls
+from pipeline.text.keys import KeyInputs
+from pipeline.text.lexicon import POLYPHONE_PREFIX, Lexicon
+from pipeline.text.normalize import speak_pieces
+from pipeline.text.segment import (
     BOUNDARY_KINDS, FRAMES_PER_SECOND, Cut, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
     seconds_to_frames, segment_paragraph,
 )

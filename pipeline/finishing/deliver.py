@@ -28,8 +28,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import soundfile
 
-from pipeline import export, loudness
-from pipeline.loudness import LimiterOptions, Measurement
+from pipeline.finishing import export, loudness
+from pipeline.finishing.loudness import LimiterOptions, Measurement
 
 Piece = np.ndarray | str | Path  # audio, or a FLAC file holding it
 Encoder = Callable[[Iterator[np.ndarray], Path], Path]  # (PCM pieces, destination) -> written file

@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from pipeline.normalize_inline import Control, count_pinyin_syllables, find_controls, split_with_controls
-from pipeline.normalize_script import (
+from pipeline.text.inline import Control, count_pinyin_syllables, find_controls, split_with_controls
+from pipeline.reading.script import (
     HAN_CLASS, KANA_CLASS, LANGUAGES, count_han, count_hangul, count_kana, is_cjk,
 )
 

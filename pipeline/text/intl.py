@@ -1,7 +1,7 @@
 """Spoken numbers for German, French, Spanish, Japanese and Korean (num2words), and for any
 other language num2words covers.
 
-`speaker(language)` gives, for a number match of `pipeline.normalize` (its named groups),
+`speaker(language)` gives, for a number match of `pipeline.text.normalize` (its named groups),
 the words a narrator of that language would say, or None to leave the match as written.
 German, French and Spanish write "1.234,5" (French "1 234,5"): `canonical_numbers` turns those
 into the "1234.5" the shared number pattern reads, before it runs.

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from pipeline.errors import InputError
-from pipeline.normalize import Piece
-from pipeline.normalize_inline import is_ipa, is_pinyin
-from pipeline.normalize_script import HAN_CLASS
+from pipeline.reading.script import HAN_CLASS
+from pipeline.text.inline import is_ipa, is_pinyin
+from pipeline.text.normalize import Piece
 
 _WORD_EDGE = re.compile(r"[A-Za-z0-9\u00c0-\u024f]")
 _HAN_RUN_RE = re.compile(f"[{HAN_CLASS}]+")

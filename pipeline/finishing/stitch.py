@@ -19,11 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.normalize_inline import find_controls
+from pipeline.text.inline import find_controls
 
 SAMPLE_RATE = 24_000
 
-# The planner's boundary kinds (pipeline.segment.BOUNDARY_KINDS), shortest pause first.
+# The planner's boundary kinds (pipeline.text.segment.BOUNDARY_KINDS), shortest pause first.
 BOUNDARY_KINDS = ("clause", "sentence", "paragraph", "chapter")
 
 
@@ -79,7 +79,7 @@ class TextPiece:
 def split_pause_markers(text: str) -> list[TextPiece]:
     """Split ``text`` at its ``[pause 1.5s]`` markers.
 
-    The marker grammar is the planner's (``pipeline.normalize_inline``), so the planner's
+    The marker grammar is the planner's (``pipeline.text.inline``), so the planner's
     duration estimate and this split agree on what is a marker. Returns the pieces in
     order, each with the total pause written after it (adjacent markers add up). Pieces
     are whitespace-stripped; a marker at the very start gives a first piece with empty

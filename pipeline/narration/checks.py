@@ -4,7 +4,7 @@ Checking a segment for silence means decoding its codes with the codec, which on
 more than several engine steps. A `SegmentChecker` does it on a worker thread (on its own CUDA
 stream), taking every segment that is waiting as one batch, so the engine keeps every row
 decoding while segments are decoded and measured; the narrator collects the measurements
-between steps. The measure must treat each segment alone (`pipeline.segment_audio` decodes in
+between steps. The measure must treat each segment alone (`pipeline.narration.segment_audio` decodes in
 shapes fixed by the segment), so a measurement depends on nothing but the segment's codes.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 if TYPE_CHECKING:
     from moss_model.engine import RowResult
-    from pipeline.narrate import NarrationOptions
+    from pipeline.narration.narrate import NarrationOptions
 
 _STOP = object()
 

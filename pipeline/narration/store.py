@@ -2,7 +2,7 @@
 
 One file per segment, `segments/<key[:2]>/<key>.safetensors` under the store root, holding
 the codes tensor, the segment's facts as JSON metadata and, when the narrator decoded it, the
-segment's audio as FLAC bytes (`pipeline.segment_audio`: lossless for the stored grid). Files
+segment's audio as FLAC bytes (`pipeline.narration.segment_audio`: lossless for the stored grid). Files
 go through fsspec, so a local folder and object storage (s3://, gs://, ...) are the same code
 path. A segment becomes visible only once whole: locally it is written under a temporary name
 and renamed; object stores publish a single PUT atomically. A key that is present is a finished segment.
@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from pipeline.segment_audio import audio_from_flac, audio_to_flac
+from pipeline.narration.segment_audio import audio_from_flac, audio_to_flac
 
 
 @dataclass

@@ -4,14 +4,14 @@ Only invisible and layout matters change here (Unicode composition, invisible an
 control characters, odd spaces, line breaks inside a paragraph, fullwidth ASCII,
 double hyphens); words, numbers and punctuation stay as the author wrote them.
 Spoken forms (numbers, abbreviations, ...) are made later, per segment, in
-`pipeline.normalize`.
+`pipeline.text.normalize`.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 
-from pipeline.normalize_script import CJK_PUNCT_CLASS, HAN_CLASS
+from pipeline.reading.script import CJK_PUNCT_CLASS, HAN_CLASS
 
 # Invisible characters dropped outright: zero-width space/joiners, word joiner,
 # BOM, soft hyphen, bidirectional marks and embeddings.

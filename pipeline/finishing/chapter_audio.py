@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_chapter
-from pipeline.segment_audio import decode_segments
-from pipeline.store import SegmentStore, StoredSegment
+from pipeline.finishing.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_chapter
+from pipeline.narration.segment_audio import decode_segments
+from pipeline.narration.store import SegmentStore, StoredSegment
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def chapter_waveform(
     """The segments' audio end to end, and each one's span in it.
 
     Audio the narrator stored is used as it is; a segment stored without audio (by an older
-    version) is decoded here the same way (`pipeline.segment_audio`), so the result is the same.
+    version) is decoded here the same way (`pipeline.narration.segment_audio`), so the result is the same.
     """
     missing = [i for i, s in enumerate(stored) if s.audio is None]
     rates = {int(s.sample_rate) for s in stored if s.audio is not None and s.sample_rate}
