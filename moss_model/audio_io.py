@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moss_model.codec.config import DEFAULT_SAMPLE_RATE
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE
 
 TARGET_SAMPLE_RATE = DEFAULT_SAMPLE_RATE  # the older name, until the pipeline passes the codec's rate
 TARGET_DBFS = -20.0

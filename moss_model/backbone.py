@@ -155,7 +155,9 @@ class Attention(nn.Module):
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         sizes = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
-        tensors = dict(zip(("q_proj.weight", "k_proj.weight", "v_proj.weight"), self.qkv_proj.weight.split(sizes)))
+        tensors: dict[str, torch.Tensor] = dict(
+            zip(("q_proj.weight", "k_proj.weight", "v_proj.weight"), self.qkv_proj.weight.split(sizes))
+        )
         if self.qkv_proj.bias is not None:
             tensors.update(zip(("q_proj.bias", "k_proj.bias", "v_proj.bias"), self.qkv_proj.bias.split(sizes)))
         tensors["o_proj.weight"] = self.o_proj.weight
@@ -179,6 +181,7 @@ class Attention(nn.Module):
         B, T = q.shape[:2]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache_keys is not None:
+            assert cache_values is not None  # a cache has both keys and values
             end = start + T
             cache_keys[:, :, start:end] = k
             cache_values[:, :, start:end] = v
@@ -276,10 +279,14 @@ class Qwen3Backbone(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.register_buffer("inv_freq", self._inverse_frequencies(), persistent=False)
 
+    def decoder_layers(self) -> list[DecoderLayer]:
+        """The layers in order (typed: a ModuleList only promises plain Modules)."""
+        return [layer for layer in self.layers if isinstance(layer, DecoderLayer)]
+
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """Released checkpoint key (under `language_model.`) -> the tensor, a view of our parameters."""
         tensors = {"embed_tokens.weight": self.embed_tokens.weight}
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.decoder_layers()):
             tensors.update({f"layers.{index}.{k}": v for k, v in layer.checkpoint_tensors().items()})
         tensors["norm.weight"] = self.norm.weight
         return tensors
@@ -311,7 +318,7 @@ class Qwen3Backbone(nn.Module):
     ) -> torch.Tensor:
         cos, signed_sin = self.rotary(positions, embeddings.dtype)
         x = embeddings
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.decoder_layers()):
             cache_keys = cache.keys[index] if cache is not None else None
             cache_values = cache.values[index] if cache is not None else None
             x = layer(x, cos, signed_sin, mask, cache_keys, cache_values, start)
@@ -336,7 +343,7 @@ class Qwen3Backbone(nn.Module):
         additive_mask = torch.zeros(visible.shape, dtype=embeddings.dtype, device=visible.device)
         additive_mask = additive_mask.masked_fill_(~visible, float("-inf"))[:, None, None]
         x = embeddings
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.decoder_layers()):
             x = layer.decode(x, cos, signed_sin, additive_mask, cache.keys[index], cache.values[index], slots, kernels)
         return self.norm(x)
 

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
 from safetensors import safe_open
@@ -23,7 +24,24 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
 HUB_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@runtime_checkable
+class RemapsCheckpoint(Protocol):
+    """A module whose parameters are laid out differently from the checkpoint files."""
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """Checkpoint key -> a view of the module's parameters that the file's tensor fills."""
+        ...
+
+
+@runtime_checkable
+class HasNonPersistentBuffers(Protocol):
+    """A module with buffers that are not in the files and are computed after loading."""
+
+    def init_non_persistent_buffers(self) -> None: ...
 
 
 class CheckpointError(ValueError):
@@ -109,7 +127,7 @@ def destination_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     A module whose parameters are laid out differently from the files (stacked heads, say)
     defines `checkpoint_tensors()` returning views of its parameters under the file's keys.
     """
-    if hasattr(module, "checkpoint_tensors"):
+    if isinstance(module, RemapsCheckpoint):
         return module.checkpoint_tensors()
     return {key: tensor for key, tensor in module.state_dict(keep_vars=True).items()}
 
@@ -159,12 +177,12 @@ def _preview(items: list[str], limit: int = 8) -> str:
 
 
 def load_model(
-    build: Callable[[], nn.Module],
+    build: Callable[[], ModuleT],
     folder: str | os.PathLike,
     *,
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
-) -> nn.Module:
+) -> ModuleT:
     """Build a module without initializing weights and fill it from a checkpoint folder.
 
     `dtype` applies to floating-point tensors only (None keeps float32).
@@ -184,9 +202,10 @@ def load_model(
             with safe_open(file, framework="pt", device=str(device)) as handle:
                 for key in keys:
                     expected[key].copy_(handle.get_tensor(key))
-    if hasattr(module, "init_non_persistent_buffers"):
+    loaded = module.eval()
+    if isinstance(module, HasNonPersistentBuffers):
         module.init_non_persistent_buffers()
-    return module.eval()
+    return loaded
 
 
 def save_weights(module: nn.Module, folder: str | os.PathLike, max_shard_bytes: int = 4 << 30) -> None:

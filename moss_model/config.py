@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from moss_model.checkpoint import CONFIG_FILE, CheckpointError, read_json
-from moss_model.codec.config import DEFAULT_SAMPLE_RATE
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE
 
 MODEL_TYPE = "moss_tts_delay"
 

@@ -102,7 +102,9 @@ class StepGraphs:
 
 
 def capture_cuda_graph(
-    step: Callable[[], StepOutput], device: torch.device, memory_pool: tuple[int, int] | None = None
+    step: Callable[[], StepOutput],
+    device: torch.device,
+    memory_pool: torch.cuda._POOL_HANDLE | None = None,  # what torch.cuda.graph_pool_handle() returns
 ) -> tuple[Callable[[], None], StepOutput]:
     """Record `step` as a CUDA graph: (replay, the graph's outputs, which each replay rewrites).
 

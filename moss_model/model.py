@@ -109,8 +109,9 @@ class MossTTSDelayModel(nn.Module):
         if channels != self.config.n_vq + 1:
             raise ValueError(f"input_ids must be [B, T, {self.config.n_vq + 1}], got {list(input_ids.shape)}")
         if attention_mask_2d is None:
-            attention_mask_2d = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-        valid = attention_mask_2d.bool()
+            valid = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+        else:
+            valid = attention_mask_2d.bool()
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
         mask = attention_mask(valid, 0, T)
         hidden = self.language_model(self.embed(input_ids), positions, mask)

@@ -117,7 +117,7 @@ def shape_text_head(model: MossTTSDelayModel, bias: dict[int, float], carrier: f
     """Give the text head a per-token bias through a constant hidden channel (see module doc)."""
     with torch.no_grad():
         model.language_model.embed_tokens.weight[:, 0] = carrier
-        for layer in model.language_model.layers:
+        for layer in model.language_model.decoder_layers():
             layer.self_attn.o_proj.weight[0] = 0.0
             layer.mlp.down_proj.weight[0] = 0.0
         model.text_head[:, 0] = -0.5

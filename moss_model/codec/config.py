@@ -14,13 +14,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from moss_model.checkpoint import CONFIG_FILE, CheckpointError, read_json
-
-# The released codec's rates. A loaded codec's own config is where code reads them; these are
-# for the defaults of a config file that leaves them out and for code that has no codec config
-# (e.g. a default argument), so that 24000 / 1920 are written down once.
-DEFAULT_SAMPLE_RATE = 24_000  # audio samples per second
-DEFAULT_SAMPLES_PER_FRAME = 1920  # audio samples per code frame
-DEFAULT_FRAME_RATE = DEFAULT_SAMPLE_RATE / DEFAULT_SAMPLES_PER_FRAME  # 12.5 code frames per second
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_FRAME
 
 # model_type values seen in released codec folders (the released file says "speech_tokenizer").
 CODEC_MODEL_TYPES = ("speech_tokenizer", "moss-audio-tokenizer", "moss_audio_tokenizer")

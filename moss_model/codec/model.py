@@ -38,9 +38,7 @@ class MossAudioCodec(CodecNetwork):
         """Load from a local folder or a hub id (config.json + safetensors, strict key/shape check)."""
         folder = resolve_checkpoint(name_or_path, revision)
         config = CodecConfig.from_file(folder / CONFIG_FILE)
-        model = load_model(lambda: cls(config), folder, dtype=dtype, device=device)
-        assert isinstance(model, MossAudioCodec)
-        return model
+        return load_model(lambda: cls(config), folder, dtype=dtype, device=device)
 
     def save_pretrained(self, folder: str | os.PathLike, max_shard_bytes: int = 4 << 30) -> Path:
         import json

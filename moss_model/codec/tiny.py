@@ -17,14 +17,8 @@ import torch
 from torch import nn
 
 from moss_model.checkpoint import CONFIG_FILE
-from moss_model.codec.config import (
-    DEFAULT_SAMPLE_RATE,
-    DEFAULT_SAMPLES_PER_FRAME,
-    CodecConfig,
-    PatchStage,
-    QuantizerConfig,
-    TransformerStage,
-)
+from moss_model.codec.config import CodecConfig, PatchStage, QuantizerConfig, TransformerStage
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_FRAME
 from moss_model.codec.model import MossAudioCodec
 from moss_model.codec.modules import LayerScale, RMSNorm, WeightNormPointwise
 

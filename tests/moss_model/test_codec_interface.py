@@ -2,6 +2,8 @@
 codebook count it reports are its config's, not fixed numbers."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -48,3 +50,9 @@ def test_rates_and_codebooks_come_from_the_config():
     assert result.codes.shape == (1, 8, 3) and result.lengths.tolist() == [3]
     decoded = codec.decode(result.codes)
     assert decoded.audio.shape == (1, 3 * codec.samples_per_frame)
+
+
+def test_rates_are_read_without_importing_torch():
+    """Planning and finishing read the released rates with no codec; that must not load torch."""
+    check = "import sys; from moss_model.codec.rates import DEFAULT_FRAME_RATE; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True)
