@@ -1,4 +1,4 @@
-"""Input rows -> work items: text normalized the pipeline's way, long texts cut at sentences (parts
+"""Input rows -> work items: text cleaned and normalized the pipeline's way, long texts cut at sentences (parts
 of one id), a voice, a key (which gives the seed), or a reject with its reason."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 
 from pipeline.dataset.rows import InputRow
 from pipeline.dataset.voices import DatasetVoice, assign_voice
+from pipeline.reading.clean import clean_paragraph
 from pipeline.reading.script import detect_language
 from pipeline.text.inline import split_controls
 from pipeline.text.keys import KeyInputs
 from pipeline.text.normalize import speak_pieces
 from pipeline.text.segment import (FRAMES_PER_SECOND, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
-                              seconds_to_frames, segment_paragraph)
+                                   seconds_to_frames, segment_paragraph)
 
 KNOWN_COLUMNS = ("id", "text", "voice", "language", "duration_s")
 DATASET_KEY_VERSION = 1
@@ -85,8 +86,9 @@ class Preparer:
         if row.fields is None:
             return [], Reject(row.place, None, "bad_row", row.problem)
         fields = row.fields
-        text = fields.get("text")
-        text = "" if text is None else str(text).strip()
+        raw = fields.get("text")
+        raw = "" if raw is None else str(raw).strip()
+        text = clean_paragraph(raw)  # cleaned as a book's paragraphs are (pipeline.reading.clean)
         row_id = str(fields["id"]).strip() if fields.get("id") not in (None, "") else None
         if not text or not is_speakable(text):
             return [], Reject(row.place, row_id, "empty_text", "the row has no text to say")
@@ -97,7 +99,7 @@ class Preparer:
                 return [], Reject(row.place, row_id, "unknown_voice",
                                   f"voice {voice_name!r} is not one of: {', '.join(self.names)}")
         if row_id is None:
-            row_id = hashlib.sha256(f"{text}\0{voice_name or ''}".encode()).hexdigest()[:16]
+            row_id = hashlib.sha256(f"{raw}\0{voice_name or ''}".encode()).hexdigest()[:16]
         digest = hashlib.sha256(row_id.encode()).digest()[:8]
         if digest in self._ids:
             return [], Reject(row.place, row_id, "duplicate_id", "an earlier row has the same id")

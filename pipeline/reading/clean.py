@@ -9,17 +9,12 @@ Spoken forms (numbers, abbreviations, ...) are made later, per segment, in
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
+from functools import cache
 
 from pipeline.reading.script import CJK_PUNCT_CLASS, HAN_CLASS
 
-# Invisible characters dropped outright: zero-width space/joiners, word joiner,
-# BOM, soft hyphen, bidirectional marks and embeddings.
-_DROP = dict.fromkeys(
-    [0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x200E, 0x200F, 0x061C]
-    + list(range(0x202A, 0x202F))
-    + list(range(0x2066, 0x206A))
-)
 # Control characters (except tab and newline) and odd spaces become a plain space.
 _SPACE = dict.fromkeys(
     [c for c in range(0x00, 0x20) if c not in (0x09, 0x0A)]
@@ -30,7 +25,7 @@ _SPACE = dict.fromkeys(
 )
 # Fullwidth digits and letters become ASCII so numbers in Chinese text read as numbers.
 _FULLWIDTH = {c: c - 0xFEE0 for c in list(range(0xFF10, 0xFF1A)) + list(range(0xFF21, 0xFF3B)) + list(range(0xFF41, 0xFF5B))}
-_TABLE = {**_DROP, **_SPACE, **_FULLWIDTH}
+_TABLE = {**_SPACE, **_FULLWIDTH}
 
 _CJK = f"[{HAN_CLASS}{CJK_PUNCT_CLASS}]"
 _CJK_LINE_BREAK_RE = re.compile(rf"(?<={_CJK})\s*\n\s*|\s*\n\s*(?={_CJK})")
@@ -40,9 +35,27 @@ _DOUBLE_HYPHEN_RE = re.compile(r"(?<!-)---?(?!-)")
 _BLANK_LINE_RE = re.compile(r"\n[ \t]*\n")
 
 
+def is_invisible(char: str) -> bool:
+    """Whether `char` is an invisible format character, dropped from text outright: Unicode category
+    Cf (zero-width space and joiners, word joiner, BOM, soft hyphen, bidirectional marks and
+    isolates, tag characters, ...). The one definition the pipeline uses; the model's own clean-up
+    (moss_model.text_normalize) drops the same characters, as part of all of category C."""
+    return unicodedata.category(char) == "Cf"
+
+
+@cache
+def _invisible() -> dict[int, None]:
+    return dict.fromkeys(c for c in range(sys.maxunicode + 1) if is_invisible(chr(c)))
+
+
+def drop_invisible(text: str) -> str:
+    """`text` without its invisible format characters (`is_invisible`)."""
+    return text.translate(_invisible())
+
+
 def clean_paragraph(text: str) -> str:
     """One paragraph as a single clean line."""
-    text = unicodedata.normalize("NFC", text).translate(_TABLE)
+    text = drop_invisible(unicodedata.normalize("NFC", text).translate(_TABLE))
     text = _HYPHEN_BREAK_RE.sub("-", text)
     # A line break next to Chinese text is no word break; elsewhere it is a space.
     text = _CJK_LINE_BREAK_RE.sub("", text)

@@ -83,10 +83,12 @@ _NUMBER_RE = re.compile(
 # --- punctuation and symbols -----------------------------------------------------
 _DASH_RE = re.compile(r"(?=[\s—―])\s*(?:[—―]+|(?<=\s)[–-](?=\s))\s*")
 _CJK_CLASS = f"{HAN_CLASS}{CJK_PUNCT_CLASS}"
-# Emoji, pictographs, dingbats, private use, variation selectors, decorative symbols.
+# Emoji, pictographs, dingbats, private use, variation selectors, decorative symbols. Invisible
+# characters (the zero-width joiner inside an emoji, tag characters) are gone already: text
+# arrives cleaned by pipeline.reading.clean.
 _UNSPOKEN_RE = re.compile(
     "[\U0001F000-\U0001FAFF\U0001FC00-\U0001FFFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\u25A0-\u25FF"
-    "\uE000-\uF8FF\uFE00-\uFE0F\U000E0000-\U000E007F\u200D\u20E3©®™†‡¶*_~|\\\\^`<>]+"
+    "\uE000-\uF8FF\uFE00-\uFE0F\u20E3©®™†‡¶*_~|\\\\^`<>]+"
 )
 _SPACED_SYMBOL_RE = re.compile(r"(?<=\s)([&+=×÷])(?=\s)")
 _SYMBOL_WORDS = {
