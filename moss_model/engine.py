@@ -286,28 +286,32 @@ class Engine:
             device=device,
         )
         # Per-slot state, updated in place (recorded steps read and write the same buffers).
-        long = dict(dtype=torch.long, device=device)
-        flag = dict(dtype=torch.bool, device=device)
-        self.active = torch.zeros(B, **flag)
-        self.stopped = torch.zeros(B, **flag)
-        self.in_audio = torch.zeros(B, **flag)
-        self.audio_len = torch.zeros(B, **long)  # rows since <|audio_start|>, counting it
-        self.delay = torch.full((B,), NOT_DELAYING, **long)
-        self.new_frames = torch.zeros(B, **long)
-        self.forced_close = torch.zeros(B, **flag)
-        self.max_new_frames = torch.zeros(B, **long)
-        self.step_limit = torch.zeros(B, **long)
-        self.row_step = torch.zeros(B, **long)  # rows sampled so far
-        self.prompt_length = torch.zeros(B, **long)
-        self.keys = torch.zeros(B, **long)
-        self.useful = torch.zeros((), **long)
+        def longs(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, dtype=torch.long, device=device)
+
+        def flags(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, dtype=torch.bool, device=device)
+
+        self.active = flags(B)
+        self.stopped = flags(B)
+        self.in_audio = flags(B)
+        self.audio_len = longs(B)  # rows since <|audio_start|>, counting it
+        self.delay = torch.full((B,), NOT_DELAYING, dtype=torch.long, device=device)
+        self.new_frames = longs(B)
+        self.forced_close = flags(B)
+        self.max_new_frames = longs(B)
+        self.step_limit = longs(B)
+        self.row_step = longs(B)  # rows sampled so far
+        self.prompt_length = longs(B)
+        self.keys = longs(B)
+        self.useful = longs()
         self.text_params = RowSamplingParams(B, device)
         self.audio_params = RowSamplingParams(B, device)
         self.seen: torch.Tensor | None = None  # B, n_vq, audio_vocab+1: allocated for the first penalized row
         # The step's inputs and outputs.
-        self.slots = torch.zeros(B, **long)  # each row's cache slot for its next token (= its position)
-        self.last_row = torch.zeros(B, 1, C, **long)
-        self.out = torch.zeros(B, self.max_row_tokens + 1, C, **long)  # generated rows; the last column is scratch
+        self.slots = longs(B)  # each row's cache slot for its next token (= its position)
+        self.last_row = longs(B, 1, C)
+        self.out = longs(B, self.max_row_tokens + 1, C)  # generated rows; the last column is scratch
         self.hidden = torch.zeros(B, c.backbone.hidden_size, dtype=model.dtype, device=device)  # each row's last
         self.logits = StepLogits(
             slots=torch.zeros(B, 2, dtype=model.dtype, device=device),
@@ -447,7 +451,9 @@ class Engine:
         not depend on anything but the prompt.
         """
         c, chunk = self.config, self.prefill_chunk
-        hidden = None
+        if end <= start:
+            raise ValueError(f"an empty prefill range ({start}..{end})")
+        hidden = torch.empty(0)
         for first in range(start, end, chunk):
             real = min(chunk, end - first)
             rows = torch.full((1, chunk, 1 + c.n_vq), c.audio_pad_code, dtype=torch.long, device=self.device)
@@ -589,7 +595,7 @@ class Engine:
         k = self.codebooks[None, :]
         open_codebooks = (self.audio_len[:, None] > k) & ((self.delay[:, None] == NOT_DELAYING) | (k >= self.delay[:, None]))
         audio_logits = self.logits.audio.float()
-        if audio_plan.repetition_penalty:
+        if audio_plan.repetition_penalty and self.seen is not None:  # (allocated when such a row was admitted)
             audio_logits = apply_row_repetition_penalty(audio_logits, self.seen, self.audio_params.repetition_penalty)
         audio_logits[..., c.audio_pad_code] = float("-inf")
         codes = sample_rows(audio_logits, self.audio_params, audio_plan, keys, self.codebooks + 1)
