@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run test test-slow bench clean
+.PHONY: setup system-deps run typecheck test test-e2e test-slow test-all bench clean
 
 system-deps:
 	@command -v ffmpeg >/dev/null 2>&1 || { \
@@ -24,11 +24,22 @@ setup: system-deps $(STAMP)
 run: setup
 	$(PY) -m pipeline.run $(ARGS)
 
-test: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+# Test tiers (markers in pyproject.toml): plain `pytest` leaves out `e2e` and `slow` (its addopts);
+# a later -m on the command line replaces that selection.
+typecheck: setup
+	$(VENV)/bin/pyright
+
+test: typecheck
+	$(PY) -m pytest -q $(ARGS)
+
+test-e2e: setup
+	$(PY) -m pytest -q -m e2e $(ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+test-all: typecheck
+	$(PY) -m pytest -q -m "" $(ARGS)
 
 bench: setup
 	$(PY) bench/generate.py

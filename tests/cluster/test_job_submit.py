@@ -15,7 +15,7 @@ from tests.raycluster import RAY, LocalCluster, ray_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 
 def test_the_sample_book_submitted_as_a_job_finishes(tmp_path):

@@ -38,7 +38,7 @@ Her lamp was older. It smoked on windy nights, and she wrote each one down.
 They wrote to each other every spring. The letters took a month to arrive.
 """
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 
 def narrate(output: Path, book: Path, *extra: str) -> subprocess.Popen:

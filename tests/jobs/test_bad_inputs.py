@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.e2e  # real command, Ray and narration end to end: `make test-e2e`
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BOOK = "# A Small Book\n\n## One\n\nThe tide came in at dawn. The gulls were loud.\n\n## Two\n\nEvening fell.\n"
 

@@ -14,6 +14,8 @@ import pytest
 
 from pipeline.narration.store import SegmentStore
 
+pytestmark = pytest.mark.e2e  # real command, Ray and narration end to end: `make test-e2e`
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BOOK = "# Interrupted\n\n" + "\n\n".join(
     f"## Part {n}\n\nThe tide came in at dawn and the gulls were loud. Mara counted the boats twice, then once more.\n\n"

@@ -21,6 +21,8 @@ from jobs.main import register_resolvers
 from pipeline.narration.narrate import codes_digest
 from pipeline.narration.store import SegmentStore
 
+pytestmark = pytest.mark.e2e  # real command, Ray and narration end to end: `make test-e2e`
+
 register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BOOK = """# A Small Test Book

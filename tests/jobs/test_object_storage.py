@@ -18,6 +18,8 @@ from pipeline import storage
 from pipeline.narration.store import SegmentStore
 from tests.s3server import s3_server
 
+pytestmark = pytest.mark.e2e  # real command, Ray and narration end to end: `make test-e2e`
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BOOK = """# Harbour Notes
 

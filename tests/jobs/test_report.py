@@ -12,6 +12,8 @@ import pytest
 
 from tests.jobs.test_narrate_job import cli, config, overrides
 
+pytestmark = pytest.mark.e2e  # real command, Ray and narration end to end: `make test-e2e`
+
 BOOK = """# Report Book
 
 ## One

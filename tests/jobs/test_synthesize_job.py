@@ -22,6 +22,8 @@ from jobs.main import register_resolvers
 from pipeline.dataset.shards import METADATA_KEY
 from pipeline.errors import InputError
 
+pytestmark = pytest.mark.e2e  # real command, Ray and narration end to end: `make test-e2e`
+
 register_resolvers()  # the ${stem:...} resolver the config uses
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 50

@@ -15,6 +15,8 @@ from pipeline.narration.voice import Voice
 from pipeline.quality import QualityOptions
 from pipeline.quality.decisions import HIGH_WER, SIMILARITY_FLOOR
 
+pytestmark = pytest.mark.e2e  # whole narration runs with acting, several times each (about a minute): `make test-e2e`
+
 RATE = 24_000
 # Two runs of one chapter and a run of another; the longer lines have enough words to be judged on WER.
 RUNS = [(0, 0, ["One.", "Two, and then some more words."]),
