@@ -3,7 +3,7 @@
 Modules, one job each:
 
 - ``speaker``: ``SpeakerEncoder(device="cpu").embed(audios, sample_rate) -> ndarray [N, 256]``
-  (Resemblyzer's pretrained encoder, shipped in its wheel; audio float mono at any rate,
+  (Resemblyzer's pretrained encoder, its weights in ``weights/`` as safetensors; audio float mono at any rate,
   resampled to 16 kHz; many segments in one LSTM batch); ``cosine_similarity(a, b)``.
 - ``similarity``: ``RunSimilarity(reference_embedding)`` per run, used in the run's order:
   ``measure(k, embedding) -> SegmentSimilarity(to_reference, to_run)`` (any number of times,
@@ -36,8 +36,8 @@ Modules, one job each:
 Wiring one batch of decoded segments in the narrator (``pipeline.narration.narrate`` does this)::
 
     measurer = QualityMeasurer(options)                      # once per actor
-    runs = {run: RunSimilarity(measurer.reference_embedding(ref_audio, 24_000))}
-    measured = measurer.measure(audios, 24_000, texts, languages)
+    runs = {run: RunSimilarity(measurer.reference_embedding(ref_audio, codec.sample_rate))}
+    measured = measurer.measure(audios, codec.sample_rate, texts, languages)
     for m, seg in zip(measured, segments):                    # each run's segments in order
         state = runs[seg.run]
         values = m.with_run(state, seg.index_in_run)

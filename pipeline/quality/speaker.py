@@ -1,27 +1,28 @@
 """Speaker embeddings with Resemblyzer's pretrained voice encoder, batched.
 
-The network and its weights are Resemblyzer's (``resemblyzer/pretrained.pt``, shipped in the
-wheel): a 3-layer LSTM over 40-band mel frames of 16 kHz audio, a linear layer, ReLU, L2 norm.
+The network and its weights are Resemblyzer's: a 3-layer LSTM over 40-band mel frames of 16 kHz audio, a linear layer, ReLU, L2 norm.
 An utterance is cut into 1.6 s partials (160 frames, a new one every ~0.77 s), each partial is
 embedded and the utterance embedding is the normalized mean of its partials. That is
 ``VoiceEncoder.embed_utterance``; here the partials of many segments go through the LSTM in one
 batch.
 
-The package's module is not imported: ``resemblyzer/__init__`` imports ``webrtcvad``, whose
-released version imports ``pkg_resources`` (gone from setuptools 81), and pulls librosa/numba
-in for a mel filterbank torchaudio computes the same way. Only the weights file is read, found
-through the installed package's location. Resemblyzer's silence trimming (a VAD) is left out:
-narrated segments carry little silence, and the pauses between them are added later.
+The weights are read from ``weights/speaker_encoder.safetensors`` beside this module: the
+wheel's tensors, converted once by ``weights/make_speaker_weights.py`` (the wheel stores a
+pickle; this project loads safetensors only). Resemblyzer is Apache-2.0; its license is in
+``weights/LICENSE-resemblyzer``. The package itself is not needed at run time. Its mel
+filterbank is computed here with torchaudio, the same way librosa does. Its silence trimming
+(a VAD) is left out: narrated segments carry little silence, and the pauses between them are
+added later.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 ENCODER_SAMPLE_RATE = 16_000
@@ -34,17 +35,7 @@ MIN_COVERAGE = 0.75  # a last partial less covered than this is dropped (unless 
 LEVEL_TARGET_DBFS = -30.0  # quiet audio is raised to this (never lowered), as Resemblyzer does
 SILENT_RMS = 1e-4  # -80 dBFS: below this an utterance holds no voice and embeds as a zero vector
 EMBEDDING_SIZE = 256
-
-
-def resemblyzer_weights() -> Path:
-    """The pretrained encoder shipped inside the installed ``resemblyzer`` package."""
-    spec = importlib.util.find_spec("resemblyzer")  # locates the package without running it
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("resemblyzer is not installed (pip install resemblyzer): it ships the speaker encoder")
-    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"the resemblyzer package holds no encoder weights at {path}")
-    return path
+ENCODER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "speaker_encoder.safetensors"
 
 
 class _Encoder(nn.Module):
@@ -87,10 +78,12 @@ class SpeakerEncoder:
         # Padding rows cost a CPU in full (8: ~0.006 CPU-s per audio-s for one short segment a call,
         # 32: ~0.018); a GPU runs them alongside the others and pays per call instead.
         self.max_batch = max_batch or (64 if self.device.type == "cuda" else 8)
-        checkpoint = torch.load(weights or resemblyzer_weights(), map_location="cpu", weights_only=True)
-        state = {k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))}
+        path = Path(weights) if weights is not None else ENCODER_WEIGHTS
+        if path.suffix != ".safetensors" or not path.is_file():
+            raise FileNotFoundError(f"speaker encoder weights: {path} is not a .safetensors file "
+                                    "(pipeline/quality/weights/make_speaker_weights.py writes the default one)")
         self.model = _Encoder()
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(load_file(str(path)))
         self.model.eval().to(self.device)
         import torchaudio
 
