@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,6 +77,8 @@ class _Worker:
         from pipeline.quality.sphinx_worker import read_exact
 
         stdin, stdout = self.process.stdin, self.process.stdout
+        if stdin is None or stdout is None:  # both are pipes (Popen with PIPE in __init__)
+            raise RuntimeError("the PocketSphinx worker process has no stdin/stdout pipe")
         try:
             stdin.write(struct.pack("<I", len(pcms)) + b"".join(struct.pack("<Q", len(p)) + p for p in pcms))
             stdin.flush()
@@ -93,7 +95,8 @@ class _Worker:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            self.process.stdin.close()
+            if self.process.stdin is not None:  # always a pipe (Popen with PIPE in __init__)
+                self.process.stdin.close()
             try:
                 self.process.wait(timeout=10)
             except Exception:
@@ -169,7 +172,8 @@ class WhisperASR:
 
         self.processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
         self.model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True, use_safetensors=True)
-        self.model.eval().to(device)
+        # transformers declares `to` as functools.wraps(torch.nn.Module.to), which pyright calls unbound.
+        self.model.eval().to(device)  # pyright: ignore[reportArgumentType]
         self.device = device
         self.max_batch = max_batch
         # The forced prompt (start, language, task, no timestamps) shares the decoder's positions.
@@ -191,7 +195,7 @@ class WhisperASR:
         for first in range(0, len(audio_batch), self.max_batch):
             waves = [to_16k(a, sample_rate) for a in audio_batch[first:first + self.max_batch]]
             features = self.processor.feature_extractor(waves, sampling_rate=ASR_SAMPLE_RATE, return_tensors="pt")
-            options = {"language": language, "task": "transcribe"} if self.multilingual else {}
+            options: dict[str, Any] = {"language": language, "task": "transcribe"} if self.multilingual else {}
             with torch.inference_mode():
                 ids = self.model.generate(features.input_features.to(self.device, self.model.dtype),
                                           max_new_tokens=self.max_new_tokens, **options)

@@ -110,17 +110,19 @@ def decide(measures: SegmentMeasures, distribution: Distribution | None, options
         if value is not None:
             if value < options.min_similarity:
                 failed.append((SIMILARITY_FLOOR, f"similarity to the reference {value:.3f} < {options.min_similarity:.3f}"))
-            elif (threshold := _below(value, distribution.to_reference, options)) is not None:
+            elif ((spread := distribution.to_reference) is not None
+                  and (threshold := _below(value, spread, options)) is not None):
                 failed.append((SIMILARITY_OUTLIER, f"similarity to the reference {value:.3f} < {threshold:.3f} "
-                               f"(median {distribution.to_reference.median:.3f}, MAD {distribution.to_reference.mad:.3f})"))
+                               f"(median {spread.median:.3f}, MAD {spread.mad:.3f})"))
         value = measures.similarity_to_run
         if value is not None:
             if value < options.min_similarity_to_run:
                 failed.append((RUN_SIMILARITY_FLOOR,
                                f"similarity to the run so far {value:.3f} < {options.min_similarity_to_run:.3f}"))
-            elif (threshold := _below(value, distribution.to_run, options)) is not None:
+            elif ((spread := distribution.to_run) is not None
+                  and (threshold := _below(value, spread, options)) is not None):
                 failed.append((RUN_SIMILARITY_OUTLIER, f"similarity to the run so far {value:.3f} < {threshold:.3f} "
-                               f"(median {distribution.to_run.median:.3f}, MAD {distribution.to_run.mad:.3f})"))
+                               f"(median {spread.median:.3f}, MAD {spread.mad:.3f})"))
     if options.wer and measures.wer is not None and measures.words >= options.min_wer_words:
         if measures.wer > options.max_wer:
             heard = f" (heard: {measures.transcript!r})" if measures.transcript is not None else ""

@@ -142,7 +142,7 @@ def similarity_plot(rows: Sequence[dict[str, Any]], chapters: Sequence[dict[str,
         axes.text(left, 1.01, str(chapter_index + 1), transform=axes.get_xaxis_transform(), fontsize=7, color="0.4")
         if np.isfinite(to_reference[inside]).any():  # the chapter's mean, a step across it
             axes.hlines(np.nanmean(to_reference[inside]), left, right, color="navy", lw=1.5,
-                        label="chapter mean" if number == 0 else None)
+                        label="chapter mean" if number == 0 else "")  # "": no legend entry
     if np.isfinite(to_reference).any() or np.isfinite(to_run).any():
         axes.plot(times, to_run, ".", ms=3, color="tab:green", alpha=0.35, label="to the run so far")
         axes.plot(times[~flagged], to_reference[~flagged], ".", ms=4, color="tab:blue", label="to the reference")
@@ -168,7 +168,7 @@ def wer_plot(rows: Sequence[dict[str, Any]], options: QualityOptions | None) -> 
     wer = wer[np.isfinite(wer)]
     if wer.size:
         top = max(1.0, float(wer.max()))
-        axes.hist(np.minimum(wer, top), bins=np.linspace(0, top, 26), color="tab:blue")
+        axes.hist(np.minimum(wer, top), bins=np.linspace(0, top, 26).tolist(), color="tab:blue")
         if options is not None:
             axes.axvline(options.max_wer, color="tab:red", lw=0.8, ls="--", label=f"threshold {options.max_wer:.2f}")
             axes.legend(fontsize=8)

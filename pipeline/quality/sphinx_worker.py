@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import struct
 import sys
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 
-def read_exact(stream: BinaryIO, size: int) -> bytes | None:
+def read_exact(stream: IO[bytes], size: int) -> bytes | None:
     data = b""
     while len(data) < size:
         chunk = stream.read(size - len(data))

@@ -84,7 +84,7 @@ def _guess_utf16(data: bytes) -> str | None:
         # CJK text puts NULs on both sides (一 is U+4E00): pick the byte order whose characters are
         # mostly of common scripts.
         scores = {name: _common_share(sample, name) for name in ("utf-16-le", "utf-16-be")}
-        best = max(scores, key=scores.get)
+        best = max(scores, key=lambda name: scores[name])
         return best if scores[best] >= 0.9 and scores[best] > min(scores.values()) + 0.2 else None
     try:
         text = sample.decode(encoding)

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urldefrag
 
-from lxml import etree, html
+import lxml.etree as etree  # the compiled module by its own name: `from lxml import etree` hides it from pyright
+from lxml import html
 
 from pipeline.errors import InputError
 from pipeline.reading.book import Book, Chapter, Cover, Paragraph, ReadOptions, count_skip, speakable_count
@@ -161,7 +162,7 @@ class _CheckedArchive:
 
 
 class _EpubReader:
-    def __init__(self, archive: zipfile.ZipFile, path: Path, options: ReadOptions) -> None:
+    def __init__(self, archive: _CheckedArchive, path: Path, options: ReadOptions) -> None:
         self.archive = archive
         self.path = path
         self.options = options

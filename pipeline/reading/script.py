@@ -98,7 +98,7 @@ def detect_language(text: str, *, pinyin_syllables: int = 0, default: str = "en"
     han = count_han(text) + pinyin_syllables
     kana, hangul, other = count_kana(text), count_hangul(text), count_other_letters(text)
     weights = {"cjk": 3 * han + 2 * kana, "ko": 2 * hangul, "other": other, "latin": latin}
-    winner = max(weights, key=weights.get)
+    winner = max(weights, key=lambda name: weights[name])
     if weights[winner] == 0:
         return default
     if winner == "cjk":

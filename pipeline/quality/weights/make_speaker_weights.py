@@ -34,7 +34,7 @@ def wheel_tensors() -> dict[str, torch.Tensor]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="compare the committed file with the wheel, write nothing")
     args = parser.parse_args()
     tensors = wheel_tensors()
