@@ -21,6 +21,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
@@ -91,7 +92,8 @@ def listdir(location: str | os.PathLike) -> list[str]:
 
 def read_bytes(location: str | os.PathLike) -> bytes:
     fs, path = filesystem(location)
-    with fs.open(path, "rb") as handle:
+    # fsspec's open is unannotated (text or binary by mode); "rb" opens a binary file
+    with cast(BinaryIO, fs.open(path, "rb")) as handle:
         return handle.read()
 
 
@@ -115,7 +117,8 @@ def write_bytes(location: str | os.PathLike, data: bytes) -> None:
             temporary.unlink(missing_ok=True)
         return
     fs, path = filesystem(location)
-    with fs.open(path, "wb") as handle:  # one PUT (or one multipart upload, completed at close)
+    # one PUT (or one multipart upload, completed at close); "wb": a binary file (see read_bytes)
+    with cast(BinaryIO, fs.open(path, "wb")) as handle:
         handle.write(data)
 
 

@@ -101,19 +101,19 @@ class Lexicon:
         used: list[str] = []
         out = list(pieces)
         if self._term_re is not None:
-            out = self._replace_terms(out, used)
+            out = self._replace_terms(self._term_re, out, used)
         if self.polyphones:
             out = self._render_polyphones(out, used)
         return out, list(dict.fromkeys(used))
 
-    def _replace_terms(self, pieces: list[Piece], used: list[str]) -> list[Piece]:
+    def _replace_terms(self, term_re: re.Pattern, pieces: list[Piece], used: list[str]) -> list[Piece]:
         out: list[Piece] = []
         for text, kind in pieces:
             if kind is not None:
                 out.append((text, kind))
                 continue
             pos = 0
-            for m in self._term_re.finditer(text):
+            for m in term_re.finditer(text):
                 entry = self.entries[m.group(0)]
                 if m.start() > pos:
                     out.append((text[pos:m.start()], None))

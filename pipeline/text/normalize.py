@@ -187,7 +187,8 @@ def to_spoken(text: str, language: str) -> str:
 
 def _speak_symbol(m: re.Match, language: str) -> str:
     """A spaced & + = × ÷ in words of the language around it (as written where there is no table)."""
-    return _SYMBOL_WORDS.get(_context(m, language), {}).get(m.group(1), m.group(1))
+    symbol: str = m.group(1)  # the group always takes part in a match
+    return _SYMBOL_WORDS.get(_context(m, language), {}).get(symbol, symbol)
 
 
 def _speak_dash(m: re.Match, language: str) -> str:
