@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from moss_model.codec.rates import DEFAULT_FRAME_RATE, DEFAULT_SAMPLE_RATE  # noqa: E402
 from moss_model.engine import EngineStats, Finished, RowResult  # noqa: E402
 from moss_model.loading import load_tts  # noqa: E402
 from moss_model.tiny import write_tiny_model  # noqa: E402
@@ -44,7 +45,6 @@ from pipeline.text.keys import KeyInputs  # noqa: E402
 from pipeline.text.plan import PlanOptions, build_plan  # noqa: E402
 
 BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "books" / "moby-dick.epub"
-FRAMES_PER_SECOND = 12.5
 
 
 class VirtualEngine:
@@ -123,6 +123,13 @@ class MemoryStore:
         return set(self.segments)
 
 
+class RatesOnlyCodec:
+    """The simulation decodes nothing: the narrator reads only the codec's rates (the released ones)."""
+
+    sample_rate = DEFAULT_SAMPLE_RATE
+    frame_rate = DEFAULT_FRAME_RATE
+
+
 class SimulatedNarrator(Narrator):
     def measure_segments(self, frames) -> list[SegmentAudio]:
         return [SegmentAudio(0.0)] * len(frames)  # the stand-in makes no audio: the schedule is what is measured
@@ -166,11 +173,11 @@ def main() -> int:
                      carryover_bound_frames=400)
     plan = build_plan(read_book(args.book), PlanOptions(max_run_seconds=args.max_run_seconds), None, keys)
     runs = runs_of(plan)
-    voice_frames = int(args.voice_seconds * FRAMES_PER_SECOND)
+    voice_frames = int(args.voice_seconds * DEFAULT_FRAME_RATE)
     voice = Voice("sim", np.zeros((voice_frames, n_vq), dtype=np.int16), "A reference sentence read by the narrator.")
     # frame_limit(est) == est: the stand-in runs each segment for exactly its estimate
     options = NarrationOptions(check_durations=False, max_duration_ratio=1.0, frames_slack=0)
-    narrator = SimulatedNarrator(tts, None, voice, options, MemoryStore())
+    narrator = SimulatedNarrator(tts, RatesOnlyCodec(), voice, options, MemoryStore())
     narrator.threaded_checks = False  # checks take no virtual time (a thread's real latency would count as steps)
     engine = VirtualEngine(args.capacity, n_vq, args.step_ms, args.step_ms_per_row, args.prefill_us_per_token)
     narrator._engine = engine
@@ -179,7 +186,7 @@ def main() -> int:
     stats = engine.stats
     longest = max(runs, key=lambda r: r.est_frames)
     critical = sum(s.est_frames + n_vq + 2 for s in longest.segments) * engine.step_seconds
-    audio_hours = sum(s.est_frames for s in plan.segments) / FRAMES_PER_SECOND / 3600
+    audio_hours = sum(s.est_frames for s in plan.segments) / DEFAULT_FRAME_RATE / 3600  # planned frames
     result = {
         "predicted_minutes": engine.clock / 60,
         "useful_fraction": stats.useful_fraction,

@@ -26,34 +26,33 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE  # noqa: E402
 from pipeline.finishing.finish import FinishOptions, SegmentSpan, finish_book, finish_chapter  # noqa: E402
 from pipeline.finishing.loudness import integrated_loudness, true_peak_db  # noqa: E402
-
-SAMPLE_RATE = 24_000
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
     """Syllable-like bursts: a harmonic voice with wandering pitch plus fricative noise."""
     rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
+    n = int(seconds * DEFAULT_SAMPLE_RATE)
     out = np.zeros(n, dtype=np.float32)
-    chunk = 60 * SAMPLE_RATE
+    chunk = 60 * DEFAULT_SAMPLE_RATE
     phase = 0.0
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
-        t = np.arange(m) / SAMPLE_RATE
-        f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * (t + lo / SAMPLE_RATE)) + 10 * np.sin(2 * np.pi * 3.1 * t)
-        ph = phase + 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+        t = np.arange(m) / DEFAULT_SAMPLE_RATE
+        f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * (t + lo / DEFAULT_SAMPLE_RATE)) + 10 * np.sin(2 * np.pi * 3.1 * t)
+        ph = phase + 2 * np.pi * np.cumsum(f0) / DEFAULT_SAMPLE_RATE
         phase = float(ph[-1])
         offsets = rng.uniform(0, 2 * np.pi, size=8)
         voice = sum((0.6**k) * np.sin(k * ph + offsets[k]) for k in range(1, 8))
         envelope = np.zeros(m)
         pos = 0
         while pos < m:
-            length = int(rng.uniform(0.12, 0.3) * SAMPLE_RATE)
+            length = int(rng.uniform(0.12, 0.3) * DEFAULT_SAMPLE_RATE)
             take = min(length, m - pos)
             envelope[pos:pos + take] = rng.lognormal(0.0, 0.35) * np.hanning(length)[:take]
-            pos += length + int(rng.choice([0.02, 0.05, 0.08, 0.35], p=[0.5, 0.3, 0.12, 0.08]) * SAMPLE_RATE)
+            pos += length + int(rng.choice([0.02, 0.05, 0.08, 0.35], p=[0.5, 0.3, 0.12, 0.08]) * DEFAULT_SAMPLE_RATE)
         noise = rng.standard_normal(m) * 0.15
         out[lo:lo + m] = (0.05 * envelope * (voice + noise)).astype(np.float32)
     return out
@@ -65,7 +64,7 @@ def segments_for(num_samples: int, seed: int = 1) -> list[SegmentSpan]:
     segments = []
     start = 0
     while start < num_samples:
-        end = min(num_samples, start + int(rng.uniform(3.0, 8.0) * SAMPLE_RATE))
+        end = min(num_samples, start + int(rng.uniform(3.0, 8.0) * DEFAULT_SAMPLE_RATE))
         kind = kinds[rng.integers(len(kinds))]
         segments.append(SegmentSpan(start, end, text=f"Sentence {len(segments) + 1}.", boundary=kind))
         start = end
@@ -111,8 +110,8 @@ def main() -> None:
     audio = speech_like(args.minutes * 60.0)
     segments = segments_for(len(audio))
     options = FinishOptions(lossy_format=None if args.lossy == "none" else args.lossy)
-    plr = true_peak_db(audio) - integrated_loudness(audio, SAMPLE_RATE)
-    print(f"input: {len(audio) / SAMPLE_RATE / 60:.1f} min, {len(segments)} segments, "
+    plr = true_peak_db(audio) - integrated_loudness(audio, DEFAULT_SAMPLE_RATE)
+    print(f"input: {len(audio) / DEFAULT_SAMPLE_RATE / 60:.1f} min, {len(segments)} segments, "
           f"peak-to-loudness ratio {plr:.1f} dB", flush=True)
     input_mb = audio.nbytes / 1e6
     reset = reset_peak_rss()

@@ -36,6 +36,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from jobs import ray_runtime  # noqa: E402
 from jobs.main import register_resolvers  # noqa: E402
 from jobs.narrate import make_plan, prepare, run_tasks  # noqa: E402
+from moss_model.codec.rates import DEFAULT_FRAME_RATE  # noqa: E402
 from pipeline.narration.narrate import RunTask  # noqa: E402
 from pipeline.narration.store import SegmentStore  # noqa: E402
 
@@ -92,7 +93,7 @@ def figures(name: str, reports: list, segments: int, wall: float) -> dict:
     row_steps = sum(r.row_steps for r in calls)
     useful = sum(r.useful_row_steps for r in calls) / row_steps if row_steps else 0.0
     result = {"segments": segments, "wall_seconds": wall, "segments_per_second": segments / wall,
-              "useful_fraction": useful, "audio_seconds": sum(r.frames for r in reports) / 12.5}
+              "useful_fraction": useful, "audio_seconds": sum(r.frames for r in reports) / DEFAULT_FRAME_RATE}
     print(f"{name:>10}: {segments} segments, {result['audio_seconds']:.0f} s of audio in {wall:.1f} s: "
           f"{result['segments_per_second']:.2f} segments/s, useful rows {useful:.3f}", flush=True)
     return result

@@ -27,7 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-RATE = 24_000
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE  # noqa: E402
+
+RATE = DEFAULT_SAMPLE_RATE  # the codec's rate, which narrated segments have
 VOICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "voices"
 
 

@@ -32,6 +32,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from jobs.main import register_resolvers  # noqa: E402
 from jobs.synthesize import run  # noqa: E402
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORDS = ("harbour", "lantern", "morning", "river", "silver", "quiet", "window", "garden", "thunder", "paper")
@@ -41,9 +42,9 @@ def voices(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for name, hz in (("alto", 220.0), ("bass", 110.0), ("tenor", 330.0)):
-        t = np.arange(int(2.0 * 24000)) / 24000
+        t = np.arange(int(2.0 * DEFAULT_SAMPLE_RATE)) / DEFAULT_SAMPLE_RATE
         wave = 0.3 * np.sin(2 * np.pi * hz * t) + 0.02 * rng.standard_normal(t.size)
-        soundfile.write(folder / f"{name}.wav", wave.astype(np.float32), 24000)
+        soundfile.write(folder / f"{name}.wav", wave.astype(np.float32), DEFAULT_SAMPLE_RATE)
     return folder
 
 

@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from jobs.config import generated_voice_id
 from pipeline.errors import InputError
+from moss_model.codec.rates import DEFAULT_FRAME_RATE
 from pipeline.finishing.chapter_audio import finish_chapter_from_store
-from pipeline.narration.narrate import FRAMES_PER_SECOND, ChapterReport, Narrator, RunTask
+from pipeline.narration.narrate import ChapterReport, Narrator, RunTask
 from pipeline.narration.store import SegmentStore
 from pipeline.narration.voice import Voice, encode_voice, voice_wave
 
@@ -192,9 +193,8 @@ class NarratorActor:
         self.narrator = Narrator(self.tts, self.codec, voice, setup.narration, SegmentStore(store_root))
         if setup.voice.path is not None and setup.narration.quality is not None:
             # speaker similarity against the recording itself, not its codec round trip
-            from moss_model.audio_io import TARGET_SAMPLE_RATE
-
-            self.narrator.reference_audio = (voice_wave(setup.voice).numpy(), TARGET_SAMPLE_RATE)
+            rate = self.codec.sample_rate
+            self.narrator.reference_audio = (voice_wave(setup.voice, rate).numpy(), rate)
 
     def narrate(self, runs: list[RunTask]) -> list[ChapterReport]:
         return self.narrator.narrate(runs)
@@ -265,14 +265,14 @@ def _engine_figures(actors: list, seconds: float) -> str:
     rows = sum(f["rows"] for f in figures)
     row_steps = sum(f["row_steps"] for f in figures)
     useful = f"{sum(f['useful_row_steps'] for f in figures) / row_steps:.0%}" if row_steps else "-"
-    audio_per_second = sum(f["generated_frames"] for f in figures) / FRAMES_PER_SECOND / max(seconds, 1e-9)
+    audio_per_second = sum(f["generated_seconds"] for f in figures) / max(seconds, 1e-9)
     return f"rows {rows}, useful {useful}, {audio_per_second:.1f} audio-s/s"
 
 
 def _update(progress: tqdm, store: SegmentStore, est_frames: dict[str, int], engine: str = "") -> None:
     """Progress from the store itself: segments done, and about how much audio they hold."""
     stored = store.keys() & est_frames.keys()
-    minutes = sum(est_frames[k] for k in stored) / FRAMES_PER_SECOND / 60
+    minutes = sum(est_frames[k] for k in stored) / DEFAULT_FRAME_RATE / 60  # planned frames: planning's rate
     progress.set_postfix_str(f"audio≈{minutes:.1f} min" + (f", {engine}" if engine else ""), refresh=False)
     progress.update(len(stored) - progress.n)
 

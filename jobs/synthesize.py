@@ -22,6 +22,7 @@ from jobs.config import (ClusterOptions, cluster_options, dataset_key_inputs, da
                          dataset_synth_options, job_count, narration_options)
 from jobs.output import OutputPlace, claim_remote, fetch_inputs, fresh_staging, output_place, publish, remote_problems
 from jobs.settings import ConfigError, claim_output, output_problems
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE
 from pipeline.dataset import card, manifest, shards
 from pipeline.dataset.prepare import PrepareOptions, Preparer, prepare_rows
 from pipeline.dataset.rows import check_readable, input_files, read_rows
@@ -29,7 +30,6 @@ from pipeline.dataset.synth import SynthOptions
 from pipeline.dataset.voices import DatasetVoice, load_voices
 from pipeline.errors import InputError
 from pipeline.narration.models import ModelChoice, resolve_model
-from pipeline.text.segment import FRAMES_PER_SECOND
 
 MANIFEST_COLUMNS = ["shard", "key", "voice", "normalized_text", "est_frames", "tokens"]  # what the actors read
 
@@ -101,7 +101,7 @@ def prepare(cfg: DictConfig) -> SynthesizeSetup:
         shard_size=job_count(cfg, "shard_size"),
         batch_rows=job_count(cfg, "batch_rows"),
         shard=shards.ShardOptions(model_id=model.checkpoint, model_revision=revision, decoding=decoding,
-                                  sample_rate=24000, include_codes=bool(job.include_codes),
+                                  sample_rate=DEFAULT_SAMPLE_RATE, include_codes=bool(job.include_codes),
                                   webdataset=bool(job.webdataset)),
         command=_command(cfg),
     )
@@ -146,7 +146,7 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
     from jobs import ray_runtime
 
     figures = {"rows": 0, "generated": 0, "reused": 0, "flagged": 0, "attempts": 0, "frames": 0,
-               "model_seconds": 0.0, "actor_seconds": 0.0}
+               "audio_seconds": 0.0, "model_seconds": 0.0, "actor_seconds": 0.0}
     if not pending:
         return figures
     remaining = {i: info.shard_rows[i] for i in pending}
@@ -167,6 +167,7 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
                 figures["flagged"] += row["flagged"]
                 figures["attempts"] += row["attempts"]
                 figures["frames"] += row["frames"]
+                figures["audio_seconds"] += row["audio_seconds"]
                 figures["model_seconds"] += row["model_seconds"]
                 figures["actor_seconds"] += row["wall_seconds"]
                 remaining[row["shard"]] -= 1
@@ -174,7 +175,7 @@ def synthesize(setup: SynthesizeSetup, info: manifest.ManifestInfo, pending: lis
                     writes.append(ray_runtime.start_light_task(shards.write_shard, setup.output, row["shard"], info,
                                                                str(setup.store), setup.shard))
             seconds = time.perf_counter() - started
-            hours = figures["frames"] / FRAMES_PER_SECOND / 3600
+            hours = figures["audio_seconds"] / 3600
             progress.set_postfix_str(f"audio {hours:.3f} h, {figures['rows'] / max(seconds, 1e-9):.2f} rows/s, "
                                      f"rejects {info.rejects}", refresh=False)
             progress.update(len(rows))

@@ -18,7 +18,6 @@ import torch
 
 from moss_model.codec.rates import DEFAULT_SAMPLE_RATE
 
-TARGET_SAMPLE_RATE = DEFAULT_SAMPLE_RATE  # the older name, until the pipeline passes the codec's rate
 TARGET_DBFS = -20.0
 MAX_GAIN_DB = 3.0
 

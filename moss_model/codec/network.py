@@ -52,10 +52,6 @@ class CodecNetwork(nn.Module):
         return self.config.sampling_rate
 
     @property
-    def sampling_rate(self) -> int:  # the older name, until the pipeline reads `sample_rate`
-        return self.config.sampling_rate
-
-    @property
     def frame_rate(self) -> float:
         return self.config.frame_rate
 
@@ -86,7 +82,8 @@ class CodecNetwork(nn.Module):
         return [m.init_state() if isinstance(m, TransformerStack) else None for m in self.decoder]
 
     def encode_frames(self, wave: torch.Tensor, states: list[StageState | None] | None = None) -> torch.Tensor:
-        """wave [B, F * samples_per_frame] -> encoder output [B, F, D]; `states` (updated in place) continue a stream."""
+        """wave [B, F * samples_per_frame] -> encoder output [B, F, D]; `states` (updated in place)
+        continue a stream."""
         x = wave.to(self._stage_dtype()).unsqueeze(-1)  # B, N, 1
         for i, module in enumerate(self.encoder):
             if isinstance(module, TransformerStack):
@@ -98,7 +95,8 @@ class CodecNetwork(nn.Module):
         return x
 
     def decode_frames(self, codes: torch.Tensor, states: list[StageState | None] | None = None) -> torch.Tensor:
-        """codes [B, K, F] -> audio [B, F * samples_per_frame] float32; `states` (updated in place) continue a stream."""
+        """codes [B, K, F] -> audio [B, F * samples_per_frame] float32; `states` (updated in place)
+        continue a stream."""
         x = self.quantizer.decode(codes).to(self._stage_dtype())  # B, F, D
         for i, module in enumerate(self.decoder):
             if isinstance(module, TransformerStack):

@@ -17,7 +17,7 @@ from pipeline.reading.script import detect_language
 from pipeline.text.inline import split_controls
 from pipeline.text.keys import KeyInputs
 from pipeline.text.normalize import speak_pieces
-from pipeline.text.segment import (FRAMES_PER_SECOND, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
+from pipeline.text.segment import (SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
                                    seconds_to_frames, segment_paragraph)
 
 KNOWN_COLUMNS = ("id", "text", "voice", "language", "duration_s")

@@ -17,6 +17,7 @@ import numpy as np
 import soundfile
 import torch
 
+from moss_model.codec import AudioCodec
 from moss_model.engine import Engine, RowResult
 from moss_model.processor import SpeechRequest
 from pipeline.dataset.results import ResultStore, Utterance
@@ -41,7 +42,8 @@ class _State:
 
 
 class DatasetSynthesizer:
-    def __init__(self, tts, codec, voices: dict[str, VoiceSpec], options: SynthOptions, store: ResultStore) -> None:
+    def __init__(self, tts, codec: AudioCodec, voices: dict[str, VoiceSpec], options: SynthOptions,
+                 store: ResultStore) -> None:
         self.tts = tts
         self.codec = codec
         self.options = options
@@ -101,9 +103,11 @@ class DatasetSynthesizer:
         results = []
         for position, item in enumerate(items):
             record = out[item["key"]]
+            frames = int(record["frames"])
             # the batch's times go on its first row, so sums over rows are the actor's totals
             results.append({"key": item["key"], "shard": int(item["shard"]), "reused": bool(record["reused"]),
-                            "frames": int(record["frames"]), "attempts": int(record["attempts"]),
+                            "frames": frames, "audio_seconds": frames / self.codec.frame_rate,
+                            "attempts": int(record["attempts"]),
                             "flagged": bool(record["flagged"]), "model_seconds": model_seconds if position == 0 else 0.0,
                             "wall_seconds": wall if position == 0 else 0.0})
         return results
@@ -137,7 +141,7 @@ class DatasetSynthesizer:
         state.attempt += 1
         if checks and state.attempt < options.max_attempts:
             return state, None
-        sample_rate = int(self.codec.sampling_rate)
+        sample_rate = self.codec.sample_rate
         lufs = None
         if self.options.loudness_lufs is not None and audio.size:
             leveled = normalize_loudness(audio, sample_rate, self.options.loudness_lufs,

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.finishing.finish import BookInfo, FinishedChapter, FinishOptions, SegmentSpan, finish_chapter
 from pipeline.narration.segment_audio import decode_segments
 from pipeline.narration.store import SegmentStore, StoredSegment
+
+if TYPE_CHECKING:
+    from moss_model.codec import AudioCodec
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class ChapterSegment:
 
 
 def chapter_waveform(
-    stored: list[StoredSegment], load_codec: Callable[[], Any], sample_rate: int
+    stored: list[StoredSegment], load_codec: Callable[[], AudioCodec], sample_rate: int
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The segments' audio end to end, and each one's span in it.
 
@@ -38,7 +41,7 @@ def chapter_waveform(
     if missing:
         codec = load_codec()
         decoded = dict(zip(missing, decode_segments(codec, [stored[i].codes for i in missing])))
-        rates.add(int(codec.sampling_rate))
+        rates.add(codec.sample_rate)
     if rates - {sample_rate}:
         raise ValueError(f"segment audio at {sorted(rates)} Hz, but finishing expects {sample_rate} Hz")
     audio = [s.audio if s.audio is not None else decoded[i] for i, s in enumerate(stored)]
@@ -51,7 +54,7 @@ def chapter_waveform(
 
 def finish_chapter_from_store(
     store: SegmentStore,
-    load_codec: Callable[[], Any],
+    load_codec: Callable[[], AudioCodec],
     chapter_index: int,
     title: str,
     segments: list[ChapterSegment],

@@ -18,13 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile
 
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE
 from pipeline.finishing import deliver, export, loudness, stitch, subtitles
 from pipeline.finishing.tags import Cover, Tags
 
 
 @dataclass(frozen=True)
 class FinishOptions:
-    sample_rate: int = stitch.SAMPLE_RATE
+    sample_rate: int = DEFAULT_SAMPLE_RATE  # the codec's; finishing checks the stored segments have it
     pauses: stitch.PauseOptions = field(default_factory=stitch.PauseOptions)
     fade_ms: float = 5.0  # fade at a cut whose signal is not already near zero
     loudness_preset: str = "audiobook"  # audiobook (-18), podcast (-16), broadcast (-23)

@@ -19,9 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from moss_model.codec.rates import DEFAULT_SAMPLE_RATE
 from pipeline.text.inline import find_controls
-
-SAMPLE_RATE = 24_000
 
 # The planner's boundary kinds (pipeline.text.segment.BOUNDARY_KINDS), shortest pause first.
 BOUNDARY_KINDS = ("clause", "sentence", "paragraph", "chapter")
@@ -55,7 +54,7 @@ class PauseOptions:
         return float(getattr(self, f"{kind}_s"))
 
 
-def seconds_to_samples(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
+def seconds_to_samples(seconds: float, sample_rate: int = DEFAULT_SAMPLE_RATE) -> int:
     """Round a duration to a whole number of samples (the only rounding in stitching)."""
     if not np.isfinite(seconds) or seconds < 0:
         raise ValueError(f"a duration must be a finite number >= 0 seconds, got {seconds!r}")
@@ -135,7 +134,7 @@ def pause_samples(
     kinds: Sequence[str],
     explicit_s: Sequence[float | None],
     options: PauseOptions,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
 ) -> np.ndarray:
     """Silence after each segment, in samples.
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from moss_model.codec import AudioCodec
 from moss_model.engine import Engine, EngineStats, RowResult
 from moss_model.loading import TTS
 from moss_model.processor import SpeechRequest
@@ -52,7 +53,6 @@ from pipeline.quality.measures import Measured, QualityMeasurer
 from pipeline.quality.similarity import RunSimilarity
 from pipeline.reading.script import language_name
 
-FRAMES_PER_SECOND = 12.5
 PROMPT_TEXT_TOKENS = 1280  # room in a row for the chat template, a segment's text and its prefix's text
 
 
@@ -115,6 +115,7 @@ class ChapterReport:
     attempts: int = 0
     frames: int = 0  # of every segment of the chapter's runs, generated or reused
     generated_frames: int = 0
+    generated_seconds: float = 0.0  # the generated frames' audio, at the codec's frame rate
     model_seconds: float = 0.0  # inside the model's prefill and steps, shared by frames generated
     wall_seconds: float = 0.0  # of the whole narrate() call, shared by the chapters it narrated
     call_id: str = ""  # which narrate() call
@@ -146,7 +147,8 @@ class _Attempt:
 
 
 class Narrator:
-    def __init__(self, tts: TTS, codec, voice: Voice, options: NarrationOptions, store: SegmentStore) -> None:
+    def __init__(self, tts: TTS, codec: AudioCodec, voice: Voice, options: NarrationOptions,
+                 store: SegmentStore) -> None:
         self.tts = tts
         self.codec = codec
         self.voice = voice
@@ -237,6 +239,7 @@ class Narrator:
                 self._add_to_run(run, cursors[id(run)], stored)
                 report.frames += stored.frames
                 report.generated_frames += stored.frames
+                report.generated_seconds += stored.frames / self.codec.frame_rate
                 cursors[id(run)] += 1
                 advance(run)
             self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
@@ -287,6 +290,7 @@ class Narrator:
         """Figures for a progress display, safe to read while `narrate` runs in another thread."""
         engine, stats = self._engine, self._engine.stats if self._engine else EngineStats()
         return {"rows": engine.occupancy if engine else 0, "generated_frames": self.generated_frames,
+                "generated_seconds": self.generated_frames / self.codec.frame_rate,
                 "row_steps": stats.row_steps, "useful_row_steps": stats.useful_row_steps}
 
     def _accept(self, state: _Attempt, result: RowResult, audio: SegmentAudio, report: ChapterReport,
@@ -343,7 +347,7 @@ class Narrator:
                 embedding = self._measurer.reference_embedding(given[0], int(given[1]))
             elif codes is not None and self._measurer.encoder is not None:
                 audio = decode_segments(self.codec, [torch.from_numpy(codes.astype(np.int64))])[0]
-                embedding = self._measurer.reference_embedding(audio, int(self.codec.sampling_rate))
+                embedding = self._measurer.reference_embedding(audio, self.codec.sample_rate)
             self._reference = (digest, embedding)
 
     def _run_state(self, run: RunTask) -> RunSimilarity | None:
@@ -367,7 +371,7 @@ class Narrator:
             audio = segment.audio
             if audio is None:
                 audio = decode_segments(self.codec, [torch.from_numpy(segment.codes.astype(np.int64))])[0]
-            rate = segment.sample_rate or int(self.codec.sampling_rate)
+            rate = segment.sample_rate or self.codec.sample_rate
             embedding = self._measurer.measure([audio], rate, [""], [""])[0].embedding
         state.accept(index, embedding)
 
@@ -462,7 +466,7 @@ class Narrator:
     def measure_segments(self, frames: list[torch.Tensor]) -> list[SegmentAudio]:
         """Finished segments' codes -> their audio (each decoded alone, see pipeline.narration.segment_audio), its
         level, and the FLAC bytes the store keeps (encoded here, off the engine's loop)."""
-        rate = int(self.codec.sampling_rate)
+        rate = self.codec.sample_rate
         return [SegmentAudio(level_dbfs(audio), audio, rate, flac=audio_to_flac(audio, rate))
                 for audio in decode_segments(self.codec, frames)]
 

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from moss_model.codec import AudioCodec
+
 FRAME_BUCKET = 64  # frames (5.12 s): a decode's length is the segment's rounded up to this
 GRID_SCALE = 2**21  # grid steps per unit: 24-bit integers cover [-4, 4), 12 dB over full scale
 
@@ -38,7 +40,7 @@ def to_grid(audio: np.ndarray) -> np.ndarray:
     return (steps / GRID_SCALE).astype(np.float32)
 
 
-def decode_segments(codec, codes: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
+def decode_segments(codec: AudioCodec, codes: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
     """Each segment's codes [frames, n_vq] -> its audio (float32 mono at the codec's rate, on the grid).
 
     Segments of one length bucket share a decode; the result of one does not depend on the

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from moss_model.codec import AudioCodec
 
 GENERATED_VOICE = "first-segment"  # no reference: the book's first segment becomes the reference
 
@@ -104,36 +108,38 @@ def check_voice(path: str | None, text: str | None) -> VoiceSpec:
     return VoiceSpec(str(file), text, "ref-" + digest.hexdigest()[:16], start, end)
 
 
-def encode_voice(spec: VoiceSpec, codec, n_vq: int) -> Voice:
-    """Load, mono, 24 kHz, level-normalize and encode the reference with the codec."""
+def encode_voice(spec: VoiceSpec, codec: AudioCodec, n_vq: int) -> Voice:
+    """Load, mono, at the codec's rate, level-normalize and encode the reference with the codec."""
     if spec.path is None:
         return Voice(spec.voice_id, None, None)
     import torch
 
-    wave = voice_wave(spec).to(codec.device, torch.float32)
+    wave = voice_wave(spec, codec.sample_rate).to(codec.device, torch.float32)
     result = codec.encode(wave[None], n_codebooks=n_vq)
     frames = int(result.lengths[0])
     codes = result.codes[0, :, :frames].T.cpu().numpy().astype(np.int16)  # frames, n_vq
     return Voice(spec.voice_id, codes, spec.text)
 
 
-def voice_wave(spec: VoiceSpec):
-    """The reference recording as the codec takes it: mono float32 [samples] at 24 kHz, level-normalized,
-    trimmed to its window; a URL (object storage) is fetched on this node."""
+def voice_wave(spec: VoiceSpec, sample_rate: int):
+    """The reference recording as the codec takes it: mono float32 [samples] at `sample_rate` (the
+    codec's), level-normalized, trimmed to its window; a URL (object storage) is fetched on this node."""
     from moss_model.audio_io import load_reference_audio
     from pipeline import storage
 
     assert spec.path is not None
     with storage.local_copy(spec.path) as path:
-        local = replace(spec, path=str(path))
-        return load_reference_audio(local.path) if spec.end_s is None else load_reference_audio_window(local)
+        if spec.end_s is None:
+            return load_reference_audio(path, sample_rate)
+        return load_reference_audio_window(replace(spec, path=str(path)), sample_rate)
 
 
-def load_reference_audio_window(spec: VoiceSpec):
-    """The reference's trimmed window, level-normalized on its own (mono, 24 kHz)."""
-    from moss_model.audio_io import TARGET_SAMPLE_RATE, load_audio, normalize_level
+def load_reference_audio_window(spec: VoiceSpec, sample_rate: int):
+    """The reference's trimmed window at `sample_rate`, level-normalized on its own (mono)."""
+    from moss_model.audio_io import load_audio, normalize_level
 
-    wave = load_audio(spec.path, TARGET_SAMPLE_RATE)
-    start = int(spec.start_s * TARGET_SAMPLE_RATE)
-    end = int(spec.end_s * TARGET_SAMPLE_RATE) if spec.end_s is not None else None
+    assert spec.path is not None
+    wave = load_audio(spec.path, sample_rate)
+    start = int(spec.start_s * sample_rate)
+    end = int(spec.end_s * sample_rate) if spec.end_s is not None else None
     return normalize_level(wave[start:end])

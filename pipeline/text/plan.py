@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from moss_model.codec.rates import DEFAULT_FRAME_RATE
 from pipeline.errors import InputError
 from pipeline.reading.book import Book, Chapter, Paragraph, ReadOptions, speakable_count
 from pipeline.reading.script import LANGUAGES, detect_language, language_name
@@ -40,7 +41,7 @@ from pipeline.text.keys import KeyInputs
 from pipeline.text.lexicon import POLYPHONE_PREFIX, Lexicon
 from pipeline.text.normalize import speak_pieces
 from pipeline.text.segment import (
-    BOUNDARY_KINDS, FRAMES_PER_SECOND, Cut, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
+    BOUNDARY_KINDS, Cut, SpeakingRates, UnsplittableError, estimate_seconds, is_speakable,
     seconds_to_frames, segment_paragraph,
 )
 
@@ -119,7 +120,7 @@ class Plan:
             chapters=len({s.chapter_index for s in self.segments}),
             segments=len(self.segments),
             characters=sum(len(s.text) for s in self.segments),
-            seconds=sum(s.est_frames for s in self.segments) / FRAMES_PER_SECOND,
+            seconds=sum(s.est_frames for s in self.segments) / DEFAULT_FRAME_RATE,  # planned at this rate
             skipped=list(self.book.skipped),
             warnings=list(self.warnings),
         )

@@ -34,12 +34,11 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from moss_model.codec.rates import DEFAULT_FRAME_RATE
 from pipeline.text.inline import Control, count_pinyin_syllables, find_controls, split_with_controls
 from pipeline.reading.script import (
     HAN_CLASS, KANA_CLASS, LANGUAGES, count_han, count_hangul, count_kana, is_cjk,
 )
-
-FRAMES_PER_SECOND = 12.5
 
 # Kinds of boundary after a segment, from the shortest pause to the longest.
 # "clause" marks a cut inside an over-long sentence.
@@ -118,9 +117,10 @@ def estimate_seconds(model_text: str, rates: SpeakingRates, language: str = "en"
     return han / han_rate + kana / rates.ja + hangul / rates.ko + letters / rates.letters(language)
 
 
-def seconds_to_frames(seconds: float) -> int:
-    """Codec frames (12.5 per second), at least one."""
-    return max(1, math.ceil(seconds * FRAMES_PER_SECOND - 1e-9))
+def seconds_to_frames(seconds: float, frame_rate: float = DEFAULT_FRAME_RATE) -> int:
+    """Codec frames, at least one. Planning runs before any model is resolved, so the rate is the
+    released codec's (moss_model.codec.rates, where the codec config's default comes from)."""
+    return max(1, math.ceil(seconds * frame_rate - 1e-9))
 
 
 def is_speakable(text: str) -> bool:

@@ -92,18 +92,18 @@ def test_the_narrator_stores_the_audio_it_measured_and_finishing_reads_it_withou
     Narrator(tts, codec, voice, NarrationOptions(check_durations=False), store).narrate([RunTask(0, 0, "C", tuple(tasks))])
     stored = [store.get(t.key) for t in tasks]
     for s in stored:
-        assert s.sample_rate == codec.sampling_rate
+        assert s.sample_rate == codec.sample_rate
         assert s.audio.tobytes() == decode_segments(codec, [s.codes])[0].tobytes()
 
     def no_codec():
         raise AssertionError("finishing loaded the codec although every segment has its audio")
 
-    audio, spans = chapter_waveform(stored, no_codec, codec.sampling_rate)
+    audio, spans = chapter_waveform(stored, no_codec, codec.sample_rate)
     assert audio.tobytes() == np.concatenate([s.audio for s in stored]).tobytes()
     assert spans[0][0] == 0 and spans[-1][1] == len(audio) and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     # A store written without audio (an older version) is decoded here, to the same samples.
     codes_only = [StoredSegment(s.key, s.codes, s.facts) for s in stored]
-    again, again_spans = chapter_waveform(codes_only, lambda: codec, codec.sampling_rate)
+    again, again_spans = chapter_waveform(codes_only, lambda: codec, codec.sample_rate)
     assert again.tobytes() == audio.tobytes() and again_spans == spans
     with pytest.raises(ValueError, match="Hz"):
         chapter_waveform(stored, no_codec, 44_100)
