@@ -120,7 +120,7 @@ class DatasetSynthesizer:
         tokens = item.get("tokens")
         tokens = None if tokens is None or tokens != tokens else int(tokens)
         text = item["normalized_text"]
-        if voice.codes is not None and voice.text:
+        if reference is not None and voice.text:  # reference: None exactly when voice.codes is
             return SpeechRequest(text=text, reference=[reference], prefix_codes=reference,
                                  prefix_text=join_prefix_text(voice.text, text), tokens=tokens)
         return SpeechRequest(text=text, reference=None if reference is None else [reference], tokens=tokens)
