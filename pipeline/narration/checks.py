@@ -72,7 +72,7 @@ class SegmentChecker:
         else:
             self._inbox.put((item, frames))
 
-    def collect(self, wait: bool) -> list[tuple[Any, float]]:
+    def collect(self, wait: bool) -> list[tuple[Any, Any]]:
         """(item, measurement) of every finished item; with `wait`, at least one if any is pending."""
         results = []
         if wait and self.pending:

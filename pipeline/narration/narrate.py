@@ -35,6 +35,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -141,7 +142,6 @@ class _Attempt:
     attempt: int = 0
     seed: int = 0
     prefix_digest: str | None = None
-    last_checks: list[str] = field(default_factory=list)
     reanchor: bool = False  # prompted without the carried prefix (a retry after the voice drifted)
     quality_log: list[dict] = field(default_factory=list)  # each attempt's quality decision
 
@@ -162,7 +162,8 @@ class Narrator:
         # The voice reference's audio for the similarity measure, (samples, rate); None: voice.codes
         # decoded by the codec (what the model was given). A tiny random codec decodes any codes to noise.
         self.reference_audio: tuple[np.ndarray, int] | None = None
-        self._reference: tuple[str, np.ndarray | None] | None = None  # (digest of the reference, its embedding)
+        # (digest of the reference, None: the voice has none; its embedding)
+        self._reference: tuple[str | None, np.ndarray | None] | None = None
         self._runs: dict[tuple[int, int], RunSimilarity] = {}  # each run's similarity state, while it narrates
 
     @property
@@ -223,7 +224,7 @@ class Narrator:
 
         self._runs = {}
         if self.options.quality is not None:
-            self._prepare_quality()
+            self._prepare_quality(self.options.quality)
         def accept(key: str, result: RowResult, audio: SegmentAudio) -> None:
             state = attempts[key]
             first = waiting[key][0]  # a key wanted by several runs is judged in the first one's
@@ -242,7 +243,8 @@ class Narrator:
                 report.generated_seconds += stored.frames / self.codec.frame_rate
                 cursors[id(run)] += 1
                 advance(run)
-            self._recent.pop(state.task.previous_key, None)  # carried already: the store has it if wanted again
+            if state.task.previous_key is not None:  # carried already: the store has it if wanted again
+                self._recent.pop(state.task.previous_key, None)
 
         # Segments are measured (decoded, embedded) on a worker thread while the engine keeps stepping;
         # the few in the WER sample are then transcribed on a second one, so that a slow transcription
@@ -303,7 +305,6 @@ class Narrator:
         quality, decision = self._judge(state, audio, run, index)
         regenerate = bool(checks) or (decision is not None and decision.action == REGENERATE)
         if regenerate and state.attempt < self.options.max_attempts:
-            state.last_checks = checks
             if decision is not None and decision.reanchor and state.task.previous_key is not None:
                 state.reanchor = True  # the prefix carries the drift on: the retries go without it
             return None
@@ -319,8 +320,8 @@ class Narrator:
             "prefix_digest": state.prefix_digest,
         }
         if quality is not None:
-            failed = decision is not None and decision.action != OK
-            facts.update(quality, quality_flags=list(decision.flags) if failed else [], reanchored=state.reanchor,
+            flags = list(decision.flags) if decision is not None and decision.action != OK else []
+            facts.update(quality, quality_flags=flags, reanchored=state.reanchor,
                          quality_attempts=state.quality_log)
         segment = StoredSegment(key=state.task.key, codes=result.frames.numpy().astype(np.int16), facts=facts,
                                 audio=audio.samples, sample_rate=audio.sample_rate, flac=audio.flac)
@@ -330,9 +331,8 @@ class Narrator:
 
     # --- quality -------------------------------------------------------------------------
 
-    def _prepare_quality(self) -> None:
+    def _prepare_quality(self, options: QualityOptions) -> None:
         """The measurer (loaded once) and the voice reference's embedding (once per voice)."""
-        options = self.options.quality
         if self._measurer is None or self._measurer.options != options:
             device = getattr(self.codec, "device", None)
             self._measurer = QualityMeasurer(options, str(device) if device is not None else "cpu")
@@ -372,7 +372,9 @@ class Narrator:
             if audio is None:
                 audio = decode_segments(self.codec, [torch.from_numpy(segment.codes.astype(np.int64))])[0]
             rate = segment.sample_rate or self.codec.sample_rate
+            assert self._measurer is not None  # similarity on: narrate() prepared the measurer
             embedding = self._measurer.measure([audio], rate, [""], [""])[0].embedding
+        assert embedding is not None  # similarity on: the measurer embeds every segment
         state.accept(index, embedding)
 
     def _judge(self, state: _Attempt, audio: SegmentAudio, run: RunSimilarity | None,
@@ -440,14 +442,15 @@ class Narrator:
         audios = self.measure_segments([frames for frames, _ in finished])
         if self.options.quality is None or self._measurer is None:
             return audios
-        usable = [i for i, audio in enumerate(audios) if audio.samples is not None]
+        usable = [(i, audio.samples, audio.sample_rate) for i, audio in enumerate(audios)
+                  if audio.samples is not None and audio.sample_rate is not None]
         if not usable:
             return audios
-        tasks = [finished[i][1] for i in usable]
-        measured = self._measurer.measure([audios[i].samples for i in usable], int(audios[usable[0]].sample_rate),
+        tasks = [finished[i][1] for i, _, _ in usable]
+        measured = self._measurer.measure([samples for _, samples, _ in usable], usable[0][2],
                                           [t.model_text for t in tasks], [t.language for t in tasks],
                                           keys=[t.key for t in tasks], transcribe=False)
-        for i, values in zip(usable, measured):
+        for (i, _, _), values in zip(usable, measured):
             audios[i] = replace(audios[i], quality=values)
         return audios
 
@@ -458,8 +461,11 @@ class Narrator:
     def _transcribe_finished(self, items: list[tuple[SegmentAudio, SegmentTask]]) -> list[SegmentAudio]:
         """On the transcriber's thread: the WER sample's transcripts, one ASR batch per language."""
         audios = [audio for audio, _ in items]
-        measured = self._measurer.with_transcripts([a.quality for a in audios], [a.samples for a in audios],
-                                                   int(audios[0].sample_rate), [t.model_text for _, t in items],
+        # only segments measured with quality on come here (see _needs_transcript): all decoded, all measured
+        assert self._measurer is not None and audios[0].sample_rate is not None
+        measured = self._measurer.with_transcripts([_present(a.quality) for a in audios],
+                                                   [_present(a.samples) for a in audios],
+                                                   audios[0].sample_rate, [t.model_text for _, t in items],
                                                    [t.language for _, t in items])
         return [replace(audio, quality=values) for audio, values in zip(audios, measured)]
 
@@ -480,6 +486,16 @@ class SegmentAudio:
     sample_rate: int | None = None
     quality: Measured | None = None  # its own quality measures (with NarrationOptions.quality)
     flac: bytes | None = None  # `samples` as the store keeps them (pipeline.narration.segment_audio.audio_to_flac)
+
+
+_T = TypeVar("_T")
+
+
+def _present(value: _T | None) -> _T:
+    """``value``, which the caller knows was set (a segment's audio or measures, where only such come)."""
+    if value is None:
+        raise ValueError("a segment's audio or measures are missing")
+    return value
 
 
 def codes_digest(codes: np.ndarray) -> str:

@@ -61,8 +61,9 @@ def decode_segments(codec: AudioCodec, codes: Sequence[torch.Tensor | np.ndarray
                 group = members[first : first + rows]
                 batch = torch.zeros(rows, codes[group[0]].shape[1], bucket, dtype=torch.long)
                 for row, i in enumerate(group):
-                    segment = torch.as_tensor(np.asarray(codes[i], dtype=np.int64) if isinstance(codes[i], np.ndarray)
-                                              else codes[i].long().cpu())
+                    given = codes[i]
+                    segment = torch.as_tensor(np.asarray(given, dtype=np.int64) if isinstance(given, np.ndarray)
+                                              else given.long().cpu())
                     batch[row, :, : segment.shape[0]] = segment.T
                 audio = codec.decode(batch.to(codec.device)).audio.float().cpu().numpy()
                 for row, i in enumerate(group):
@@ -92,5 +93,6 @@ def audio_from_flac(data: bytes) -> tuple[np.ndarray, int]:
     """FLAC bytes from `audio_to_flac` -> (grid audio float32, sample rate)."""
     import soundfile
 
-    steps, sample_rate = soundfile.read(io.BytesIO(data), dtype="int32")
+    read, sample_rate = soundfile.read(io.BytesIO(data), dtype="int32")
+    steps = np.asarray(read, dtype=np.int32)
     return ((steps >> 8).astype(np.float64) / GRID_SCALE).astype(np.float32), int(sample_rate)
