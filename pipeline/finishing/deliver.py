@@ -204,12 +204,14 @@ def _static_first_pass(target: DeliveryTarget, source_lufs: float | None, source
     """The static gain (dB) that brings the predicted delivered loudness to the target and
     keeps the predicted peak under the limit, or None when no gain does both (or the
     source's figures are unknown)."""
-    if source_peak_db is None or (target.adjust_loudness and (source_lufs is None or not math.isfinite(source_lufs))):
+    if source_peak_db is None:
         return None
     # a probe samples a few peaks of many: room is kept for at least the usual overshoot
     room = target.peak_limit_db - (source_peak_db + max(overshoot + _SAFETY_DB, _USUAL_OVERSHOOT_DB))
     if not target.adjust_loudness:
         return 0.0 if room >= 0.0 else None
+    if source_lufs is None or not math.isfinite(source_lufs):
+        return None
     wanted = target.target_lufs - (source_lufs + change)
     gain = min(wanted, room)
     if abs(wanted - gain) > target.tolerance_lu / 2:
@@ -237,6 +239,8 @@ def deliver(
     static gain (no limiter pass over the whole source); otherwise the first pass levels
     and limits the sources again as predicted.
     """
+    if target.max_passes < 1:
+        raise ValueError(f"max_passes must be at least 1, got {target.max_passes}")
     destination = Path(destination)
     level_lufs, limit_db = None, None  # the sources as they are
     static_gain_db = None
@@ -254,10 +258,13 @@ def deliver(
             limit_db = target.peak_limit_db
         peaks: list[float] = []
         if static_gain_db is not None:
+            # _static_first_pass chose a gain: the sources' peak is known, and their loudness where adjusted
+            assert source_peak_db is not None
             gain = np.float32(loudness.db_to_gain(static_gain_db))
             path = encode((_load(piece) * gain for piece in pieces), destination)
             peaks.append(source_peak_db + static_gain_db)
             if target.adjust_loudness:
+                assert source_lufs is not None
                 level_lufs = source_lufs + static_gain_db
             static_gain_db = None
         else:
@@ -281,6 +288,7 @@ def deliver(
             limit_db = min(current_limit, target.peak_limit_db - overshoot - _SAFETY_DB - extra)
         else:
             limit_db = current_limit
+    assert measured is not None  # at least one pass (max_passes >= 1)
     if measured.true_peak_dbtp > target.peak_limit_db:
         raise DeliveryError(
             f"{destination.name} still measures {measured.true_peak_dbtp:.2f} dBTP after {target.max_passes} "

@@ -111,17 +111,19 @@ def run_ffmpeg(args: Sequence[str], what: str, pcm: PcmSource | None = None) -> 
             stderr=stderr,
         )
         if pcm is not None:
+            stdin = process.stdin
+            assert stdin is not None  # opened with stdin=PIPE
             pieces = [pcm] if isinstance(pcm, np.ndarray) else _prefetched(pcm)
             try:
                 for piece in pieces:
                     samples = np.ascontiguousarray(piece, dtype="<f4").reshape(-1)
                     for lo in range(0, len(samples), _PIPE_CHUNK):
-                        process.stdin.write(memoryview(samples[lo:lo + _PIPE_CHUNK]).cast("B"))
+                        stdin.write(samples[lo:lo + _PIPE_CHUNK].data.cast("B"))
             except BrokenPipeError:
                 pass  # FFmpeg stopped reading; its exit status and stderr say why
             finally:
                 try:
-                    process.stdin.close()
+                    stdin.close()
                 except BrokenPipeError:
                     pass
         returncode = process.wait()
@@ -318,10 +320,12 @@ def decode_pcm(path: str | Path, chunk_samples: int = 1 << 20) -> Iterable[np.nd
                "-map", "0:a:0", "-ac", "1", "-f", "f32le", "pipe:1"]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        stdout = process.stdout
+        assert stdout is not None  # opened with stdout=PIPE
         try:
             carry = b""
             while True:
-                data = process.stdout.read(4 * chunk_samples)
+                data = stdout.read(4 * chunk_samples)
                 if not data:
                     break
                 data, whole = carry + data, (len(carry) + len(data)) // 4 * 4
@@ -329,7 +333,7 @@ def decode_pcm(path: str | Path, chunk_samples: int = 1 << 20) -> Iterable[np.nd
                 if whole:
                     yield np.frombuffer(data[:whole], dtype="<f4")
         finally:
-            process.stdout.close()
+            stdout.close()
             returncode = process.wait()
         if returncode != 0:
             stderr.seek(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -160,18 +160,6 @@ class FinishedChapter:
     def duration_s(self) -> float:
         return self.num_samples / self.sample_rate
 
-    def chapter_row(self) -> dict[str, Any]:
-        """This chapter as one flat row for the Parquet index (everything but segments)."""
-        nested = ("segments", "flac", "lossy", "m4b_part", "m4b_part_figures")
-        row = {k: v for k, v in asdict(self).items() if k not in nested}
-        row["duration_s"] = self.duration_s
-        for name in ("flac", "lossy"):
-            delivered = getattr(self, name)
-            row[f"{name}_lufs"] = None if delivered is None else delivered.lufs
-            row[f"{name}_true_peak_dbtp"] = None if delivered is None else delivered.true_peak_dbtp
-            row[f"{name}_passes"] = None if delivered is None else delivered.passes
-        return row
-
 
 def segment_rows(
     chapter_index: int,
@@ -273,11 +261,12 @@ def finish_chapter(
     # The master already keeps the lossy headroom, so the first encode normally passes.
     with ThreadPoolExecutor(max_workers=2) as pool:
         lossy_job = part_job = None
-        if options.lossy_format is not None:
-            fmt = export.lossy_format(options.lossy_format)
+        lossy_name = options.lossy_format
+        if lossy_name is not None:
+            fmt = export.lossy_format(lossy_name)
 
             def write_lossy(pcm, destination: Path) -> Path:
-                return export.encode_lossy(pcm, destination, options.lossy_format, options.lossy_bitrate, tags,
+                return export.encode_lossy(pcm, destination, lossy_name, options.lossy_bitrate, tags,
                                            speed=options.encoder_speed, sample_rate=rate)
 
             lossy_job = pool.submit(deliver.deliver, [level.audio], rate, out / f"{stem}.{fmt.extension}",
@@ -503,7 +492,9 @@ def _book_parts(chapters: Sequence[FinishedChapter], work_dir: Path, options: Fi
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         for (index, _, _), part in zip(todo, pool.map(make, todo)):
             parts[index] = part
-    return parts
+    made = [part for part in parts if part is not None]
+    assert len(made) == len(parts)  # every chapter's part: kept, or made just now
+    return made
 
 
 def _load_master(path: str) -> np.ndarray:

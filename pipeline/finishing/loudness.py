@@ -191,7 +191,9 @@ def _phase_matrix() -> np.ndarray:
     ``scipy.signal.resample_poly(x, R, 1)`` (Kaiser-windowed sinc, beta 5, ``20 R + 1`` taps).
     """
     half_len = _HALF_TAPS * OVERSAMPLE
-    h = signal.firwin(2 * half_len + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
+    # scipy's stubs type ``window`` as str; firwin takes a (name, parameter) tuple too
+    window = ("kaiser", 5.0)
+    h = signal.firwin(2 * half_len + 1, 1.0 / OVERSAMPLE, window=window) * OVERSAMPLE  # pyright: ignore[reportArgumentType]
     coeffs = np.zeros((2 * _HALF_TAPS + 1, OVERSAMPLE))
     for p in range(OVERSAMPLE):
         for i, offset in enumerate(range(-_HALF_TAPS, _HALF_TAPS + 1)):
@@ -210,7 +212,8 @@ def _phase_spectra() -> np.ndarray:
     """
     kernels = np.zeros((OVERSAMPLE - 1, _FRAME), dtype=np.float32)
     kernels[:, : 2 * _HALF_TAPS + 1] = _phase_matrix()[::-1, 1:].T
-    return fft.rfft(kernels, axis=1)
+    # scipy.fft's stubs give the uarray dispatch type, not the array it returns
+    return fft.rfft(kernels, axis=1)  # pyright: ignore[reportReturnType]
 
 
 def _interpolation_bound() -> float:
@@ -255,7 +258,9 @@ def _envelope_pieces(x: np.ndarray, threshold: float | None) -> Iterator[tuple[i
             spectrum = fft.rfft(frames[selected], axis=1, workers=FFT_WORKERS)
             best = rows[selected]
             for phase_spectrum in spectra:
-                values = fft.irfft(spectrum * phase_spectrum, n=_FRAME, axis=1, workers=FFT_WORKERS)
+                # scipy.fft's stubs give the uarray dispatch type, not the array it returns
+                values: np.ndarray = fft.irfft(  # pyright: ignore[reportAssignmentType]
+                    spectrum * phase_spectrum, n=_FRAME, axis=1, workers=FFT_WORKERS)
                 np.maximum(best, np.abs(values[:, 2 * _HALF_TAPS:2 * _HALF_TAPS + _HOP]), out=best)
             rows[selected] = best
         yield start, envelope[: stop - start]
@@ -552,21 +557,27 @@ def normalize_loudness(
     and the limiter rerun (at most ``max_passes`` passes). Input quieter than
     ``near_silent_lufs`` (or fully gated) gets no boost; it is only limited, and flagged.
     """
+    if max_passes < 1:
+        raise ValueError(f"max_passes must be at least 1, got {max_passes}")
     x = np.asarray(audio, dtype=np.float32)
+
+    def one_pass(gain_db: float) -> tuple[np.ndarray, float, float, float]:
+        """(``x`` at ``gain_db``, limited; the limiter's largest reduction; true peak; loudness)."""
+        limited = x * np.float32(db_to_gain(gain_db))
+        reduction, peak_db = limit_in_place(limited, sample_rate, limiter)
+        return limited, reduction, peak_db, integrated_loudness(limited, sample_rate)
+
     input_lufs = integrated_loudness(x, sample_rate)
     near_silent = not input_lufs > near_silent_lufs
-    gain_db = 0.0 if near_silent else target_lufs - input_lufs
-    passes = 1 if near_silent else max_passes
-    for attempt in range(passes):
-        applied_db = gain_db
-        limited = x * np.float32(db_to_gain(applied_db))
-        reduction, peak_db = limit_in_place(limited, sample_rate, limiter)
-        output_lufs = integrated_loudness(limited, sample_rate)
+    applied_db = 0.0 if near_silent else target_lufs - input_lufs
+    limited, reduction, peak_db, output_lufs = one_pass(applied_db)
+    for _ in range(1, 1 if near_silent else max_passes):  # the passes after the first
         close_enough = not math.isfinite(output_lufs) or abs(output_lufs - target_lufs) <= tolerance_lu
-        if near_silent or close_enough or attempt == passes - 1:
+        if close_enough:
             break
-        gain_db = applied_db + target_lufs - output_lufs
-        limited = None  # free this pass's audio before the next pass makes its own
+        applied_db = applied_db + target_lufs - output_lufs
+        del limited  # free this pass's audio before the next pass makes its own
+        limited, reduction, peak_db, output_lufs = one_pass(applied_db)
     return LoudnessResult(
         audio=limited,
         input_lufs=input_lufs,
