@@ -41,7 +41,11 @@ class OutputPlace:
 def output_place(cfg: DictConfig) -> OutputPlace:
     remote_store = str(cfg.store) if cfg.get("store") and storage.is_remote(cfg.store) else None
     if not storage.is_remote(cfg.output):
-        output, store = job_paths(cfg if remote_store is None else OmegaConf.merge(cfg, {"store": None}))
+        local = cfg
+        if remote_store is not None:
+            local = OmegaConf.merge(cfg, {"store": None})
+            assert isinstance(local, DictConfig)  # a DictConfig merged with a mapping stays one
+        output, store = job_paths(local)
         return OutputPlace(output.expanduser().absolute(), None, remote_store or str(store.expanduser().absolute()))
     base = str(cfg.output).rstrip("/")
     job_dir = _multirun_job_dir()

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError
 from tqdm import tqdm
 
 from jobs.config import generated_voice_id
-from pipeline.errors import InputError
 from moss_model.codec.rates import DEFAULT_FRAME_RATE
+from pipeline.errors import InputError
 from pipeline.finishing.chapter_audio import finish_chapter_from_store
 from pipeline.narration.narrate import ChapterReport, Narrator, RunTask
 from pipeline.narration.store import SegmentStore
@@ -241,7 +242,8 @@ def narrate_runs(runs: list[RunTask], setup: RunSetup, store: SegmentStore, tota
     finally:
         progress.close()
         for actor in actors:
-            ray.kill(actor)  # frees their GPUs and CPUs for finishing
+            # ray's stubs type kill's argument as ActorHandle; the handle .remote() returns is typed ActorProxy
+            ray.kill(actor)  # pyright: ignore[reportArgumentType]  # frees their GPUs and CPUs for finishing
     return reports
 
 
@@ -260,7 +262,7 @@ def _engine_figures(actors: list, seconds: float) -> str:
     """Rows in flight, the useful-row fraction and audio seconds per second, from the actors."""
     try:
         figures = ray.get([actor.progress.remote() for actor in actors], timeout=POLL_SECONDS)
-    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+    except (GetTimeoutError, RayActorError):
         return ""  # a busy or restarting actor: the next poll will tell
     rows = sum(f["rows"] for f in figures)
     row_steps = sum(f["row_steps"] for f in figures)
@@ -290,7 +292,7 @@ def _bootstrap_voice(runs: list[RunTask], setup: RunSetup, store: SegmentStore
             task = RunTask(first_run.chapter_index, first_run.run_index, first_run.title, (first,))
             reports = ray.get(bootstrap.narrate.remote([task]))
         finally:
-            ray.kill(bootstrap)
+            ray.kill(bootstrap)  # pyright: ignore[reportArgumentType]  # an ActorProxy is the handle (ray's stubs)
     segment = store.get(first.key)
     return Voice(generated_voice_id(first.key), segment.codes, first.model_text), reports
 
@@ -329,7 +331,9 @@ def finish_chapters(chapters: list[ChapterWork], book: BookInfo, setup: RunSetup
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    task = ray.remote(num_cpus=setup.cluster.finish_cpus, scheduling_strategy=here)(_finish_task)
+    # ray.remote's overloads list only the placement-group strategy; ray takes a node-affinity one too
+    task = ray.remote(num_cpus=setup.cluster.finish_cpus,
+                      scheduling_strategy=here)(_finish_task)  # pyright: ignore[reportArgumentType]
     refs = [task.remote(setup, store.root, chapter, book) for chapter in chapters]
     with tqdm(total=len(refs), unit="chapter", desc="finishing", dynamic_ncols=True) as progress:
         pending = list(refs)
@@ -394,7 +398,8 @@ def synthesized_rows(manifest_file: Path, columns: list[str], shards: set[int] |
         compute=ray.data.ActorPoolStrategy(size=cluster.num_actors), num_cpus=cluster.cpus_per_actor,
         num_gpus=cluster.gpus_per_actor or None)
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        yield batch.to_pylist()
+        # ray's stubs type every batch as a dict of arrays; batch_format="pyarrow" gives a pyarrow Table
+        yield batch.to_pylist()  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def start_light_task(function: Callable[..., Any], *args: Any) -> Any:
@@ -403,7 +408,8 @@ def start_light_task(function: Callable[..., Any], *args: Any) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(num_cpus=0, scheduling_strategy=here)(function).remote(*args)
+    # ray.remote's overloads list only the placement-group strategy; ray takes a node-affinity one too
+    return ray.remote(num_cpus=0, scheduling_strategy=here)(function).remote(*args)  # pyright: ignore[reportArgumentType]
 
 
 def wait_for(tasks: list) -> list:
