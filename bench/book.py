@@ -169,7 +169,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tts = load_tts(write_tiny_model(Path(tmp) / "tiny", seed=0))  # for its processor: real prompts
     n_vq = tts.config.n_vq
-    keys = KeyInputs(voice_id="sim", model_id="sim", model_revision="sim", decoding={}, seed_policy="from_key",
+    keys = KeyInputs(voice_id="sim", model_id="sim", model_revision="sim", decoding={},
                      carryover_bound_frames=400)
     plan = build_plan(read_book(args.book), PlanOptions(max_run_seconds=args.max_run_seconds), None, keys)
     runs = runs_of(plan)

@@ -57,7 +57,7 @@ def plan_frames(book: Path, count: int) -> tuple[list[int], str]:
     from pipeline.text.keys import KeyInputs
     from pipeline.text.plan import PlanOptions, build_plan
 
-    keys = KeyInputs(voice_id="bench", model_id="bench", model_revision="bench", decoding={}, seed_policy="from_key",
+    keys = KeyInputs(voice_id="bench", model_id="bench", model_revision="bench", decoding={},
                      carryover_bound_frames=250)
     segments = build_plan(read_book(book), PlanOptions(), None, keys).segments
     stride = max(1, len(segments) // count)

@@ -35,7 +35,7 @@ MAX_PER_MB_GROWTH = 2.5  # seconds per MB, 5 MB over 1 MB: ~1 when linear, ~5 wh
 _WORDS = "the whale swam on and far into grey sea where Ahab waited silent ship's mast— sail".split()
 KEYS = KeyInputs(voice_id="default", model_id="OpenMOSS-Team/MOSS-TTS", model_revision="main",
                  decoding={"audio_temperature": 1.7, "audio_top_p": 0.8, "audio_top_k": 25},
-                 seed_policy="from_key", carryover_bound_frames=250)
+                 carryover_bound_frames=250)
 
 
 def run_once(book_path: Path, out: Path) -> tuple[float, float, float, int, int]:

@@ -127,12 +127,13 @@ def plan_options(cfg: DictConfig) -> PlanOptions:
 def plan_key_inputs(cfg: DictConfig) -> KeyInputs:
     """job=plan: the key inputs as written under `narration` (no voice file hashed, no model resolved)."""
     narration = cfg.narration
+    decoding = OmegaConf.to_container(narration.decoding, resolve=True)
+    assert isinstance(decoding, dict)  # a mapping in the config (the schema checks its keys)
     return KeyInputs(
         voice_id=str(narration.voice_id),
         model_id=str(narration.model_id),
         model_revision=str(narration.model_revision),
-        decoding=OmegaConf.to_container(narration.decoding, resolve=True),
-        seed_policy=str(narration.seed_policy),
+        decoding=decoding,
         carryover_bound_frames=int(narration.carryover_bound_frames),
         language_tags=language_tags_setting(narration.language_tags, str(cfg.model)),  # by name: nothing resolved
     )
@@ -146,7 +147,6 @@ def book_key_inputs(cfg: DictConfig, voice_id: str, model_id: str, model_revisio
         model_id=model_id,
         model_revision=model_revision,
         decoding=asdict(narration.decoding),
-        seed_policy=str(cfg.narration.seed_policy),
         carryover_bound_frames=narration.carryover_bound_frames,
         language_tags=narration.language_tags,  # a prompt that names the language: so does the key
     )
@@ -154,7 +154,7 @@ def book_key_inputs(cfg: DictConfig, voice_id: str, model_id: str, model_revisio
 
 def dataset_key_inputs(model_id: str, model_revision: str, decoding: dict) -> KeyInputs:
     """job=synthesize: rows carry nothing over; each row's voice is keyed by the preparer."""
-    return KeyInputs("", model_id, model_revision, decoding, "from_key", 0)
+    return KeyInputs("", model_id, model_revision, decoding, 0)
 
 
 def voice_spec(cfg: DictConfig) -> VoiceSpec:
@@ -245,6 +245,9 @@ def finish_options(cfg: DictConfig) -> FinishOptions:
     from pipeline.finishing.finish import FinishOptions
 
     f = cfg.finish
+    subtitles = f.subtitles
+    if isinstance(subtitles, bool):  # the older switch, read as FinishOptions reads it: on = split cues
+        subtitles = "sentences" if subtitles else None
     return FinishOptions(
         pauses=pause_options(cfg),
         loudness_preset=str(f.loudness_preset),
@@ -252,7 +255,7 @@ def finish_options(cfg: DictConfig) -> FinishOptions:
         true_peak_db=float(f.true_peak_db),
         lossy_format=None if f.lossy_format is None else str(f.lossy_format),
         lossy_bitrate=str(f.lossy_bitrate),
-        subtitles=f.subtitles if f.subtitles is None or isinstance(f.subtitles, bool) else str(f.subtitles),
+        subtitles=None if subtitles is None else str(subtitles),
         write_m4b=bool(f.write_m4b),
     )
 

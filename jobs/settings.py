@@ -25,7 +25,6 @@ LANGUAGES = ("auto", "en", "zh", "ja", "ko", "de", "fr", "es")
 LOUDNESS_PRESETS = ("audiobook", "podcast", "broadcast")
 LOSSY_FORMATS = ("mp3", "opus", "aac")
 SUBTITLE_MODES = ("sentences", "segments")
-SEED_POLICIES = ("from_key",)
 MANUSCRIPT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".epub")
 MODEL_NAMES = ("auto", "moss_tts", "moss_tts_v1_5", "tiny")
 ASR_KINDS = ("pocketsphinx", "whisper")
@@ -70,7 +69,9 @@ def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
     message = f"must be {what}{' ' + allowed if allowed else ''}" + (f", or {' or '.join(extras)}" if extras else "")
 
     def check(value: Any) -> str | None:
-        if value is None and nullable or auto and value == "auto":
+        if value is None:
+            return None if nullable else message
+        if auto and value == "auto":
             return None
         if not _is_number(value) or integer and float(value) != int(value):
             return message
@@ -169,7 +170,6 @@ RULES: dict[str, Check] = {
     "plan.keep_code": boolean,
     "plan.max_archive_mb": number(1, integer=False),
     "plan.max_compression_ratio": number(1),
-    "narration.seed_policy": choice(*SEED_POLICIES),
     "narration.carryover_bound_frames": number(0, integer=True),
     "narration.max_attempts": number(1, 20, integer=True),
     "narration.check_durations": boolean,

@@ -141,7 +141,7 @@ class Preparer:
         self._position += 1
         voice = self.voices[voice_name]
         inputs = KeyInputs(voice.spec.voice_id, self.inputs.model_id, self.inputs.model_revision,
-                           self.inputs.decoding, self.inputs.seed_policy, 0)
+                           self.inputs.decoding, 0)
         extra = json.dumps({k: _plain(v) for k, v in fields.items() if k not in KNOWN_COLUMNS},
                            sort_keys=True, ensure_ascii=False)
         items = []

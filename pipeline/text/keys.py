@@ -4,12 +4,15 @@ A key names one rendered segment: the same key means the same audio, so a run
 stores each finished segment under its key and skips keys already stored.
 
 The key covers everything that changes the audio of a segment: its model text,
-the voice, the model and its revision, the decoding parameters, the seed policy,
+the voice, the model and its revision, the decoding parameters,
 the segment's language where the prompt names it (checkpoints that read language tags),
 and the carryover inputs (the bound on the carried prefix and the model text of
 the previous segment in the same chapter). Consequence: editing a lexicon entry
 re-renders the segments whose model text it changes *and the segment right
 after each of them*, because that one's carried prefix changed too.
+
+Seeds come from the key itself (and the attempt), the only seed policy there is; the payload
+still names it (`SEED_POLICY`), so that keys stay those of stores written when it was a setting.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Any
 
 KEY_VERSION = 1
 KEY_HEX_CHARS = 32  # 128 bits of sha256
+SEED_POLICY = "from_key"  # a constant of the payload: seeds come from the key (it once was a setting)
 
 
 def segment_key(
@@ -30,7 +34,6 @@ def segment_key(
     model_id: str,
     model_revision: str,
     decoding: dict,
-    seed_policy: str,
     carryover_bound_frames: int,
     previous_text: str | None,
     language: str | None = None,
@@ -44,7 +47,7 @@ def segment_key(
         "model_id": model_id,
         "model_revision": model_revision,
         "decoding": _canonical(decoding),
-        "seed_policy": seed_policy,
+        "seed_policy": SEED_POLICY,
         "carryover": {"bound_frames": int(carryover_bound_frames), "previous_text": previous_text},
     }
     if language is not None:
@@ -81,7 +84,6 @@ class KeyInputs:
     model_id: str
     model_revision: str
     decoding: dict = field(default_factory=dict)
-    seed_policy: str = "from_key"
     carryover_bound_frames: int = 0
     language_tags: bool = False  # the prompt names each segment's language (v1.5), so the key does too
 
@@ -92,7 +94,6 @@ class KeyInputs:
             model_id=self.model_id,
             model_revision=self.model_revision,
             decoding=self.decoding,
-            seed_policy=self.seed_policy,
             carryover_bound_frames=self.carryover_bound_frames,
             previous_text=previous_text,
             language=language if self.language_tags else None,

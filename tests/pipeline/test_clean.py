@@ -51,7 +51,7 @@ def test_books_and_dataset_rows_are_cleaned_the_same_way(tmp_path):
         assert texts[-1] == expected, name
 
     voice = DatasetVoice("v", VoiceSpec(None, None, "ref-v"))
-    preparer = Preparer({"v": voice}, KeyInputs("", "tiny", "rev", {}, "from_key", 0), PrepareOptions())
+    preparer = Preparer({"v": voice}, KeyInputs("", "tiny", "rev", {}, 0), PrepareOptions())
     [item], reject = preparer.prepare(InputRow("t:1", {"id": "a", "text": paragraph}))
     assert reject is None
     assert item.text == expected

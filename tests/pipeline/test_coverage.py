@@ -12,7 +12,7 @@ from pipeline.text.check import dropped_words
 from pipeline.text.keys import KeyInputs
 from pipeline.text.plan import PlanOptions, build_plan, coverage
 
-KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
+KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={},
                  carryover_bound_frames=250)
 
 # One short chapter per language: (code, heading, text).

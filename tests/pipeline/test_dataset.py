@@ -20,7 +20,7 @@ from pipeline.dataset.voices import assign_voice, load_voices
 from pipeline.errors import InputError
 from pipeline.text.keys import KeyInputs
 
-INPUTS = KeyInputs("", "tiny", "rev", {"audio": {"temperature": 1.7}}, "from_key", 0)
+INPUTS = KeyInputs("", "tiny", "rev", {"audio": {"temperature": 1.7}}, 0)
 
 
 def tone(path, seconds=1.5, hz=220.0):

@@ -13,7 +13,7 @@ from pipeline.text.normalize import to_spoken
 from pipeline.text.plan import PlanOptions, build_plan
 from pipeline.text.segment import SpeakingRates, estimate_seconds, segment_paragraph, sentence_ends
 
-KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
+KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={},
                  carryover_bound_frames=250)
 RATES = SpeakingRates()
 

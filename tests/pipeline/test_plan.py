@@ -25,7 +25,7 @@ SAMPLES = SHARED_DATA / "texts" / "samples.jsonl"
 
 KEYS = KeyInputs(voice_id="narrator-a", model_id="OpenMOSS-Team/MOSS-TTS", model_revision="main",
                  decoding={"audio_temperature": 1.7, "audio_top_p": 0.8, "audio_top_k": 25},
-                 seed_policy="from_key", carryover_bound_frames=250)
+                 carryover_bound_frames=250)
 OPTIONS = PlanOptions()
 MAX_FRAMES = seconds_to_frames(OPTIONS.max_seconds)
 
@@ -453,7 +453,6 @@ def test_property_plan_bounds_join_and_stable_keys(chapters, target, extra):
         previous[(s.chapter_index, "run")] = s.run_index
         assert s.key == segment_key(s.model_text, voice_id=KEYS.voice_id, model_id=KEYS.model_id,
                                     model_revision=KEYS.model_revision, decoding=KEYS.decoding,
-                                    seed_policy=KEYS.seed_policy,
                                     carryover_bound_frames=KEYS.carryover_bound_frames,
                                     previous_text=previous.get(s.chapter_index))
         previous[s.chapter_index] = s.model_text

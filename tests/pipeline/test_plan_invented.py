@@ -19,7 +19,7 @@ from pipeline.text.normalize import speak_pieces
 from pipeline.text.plan import PlanOptions, build_plan
 from tests.pipeline.test_coverage import BOOKS, PAGES, make_epub
 
-KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
+KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={},
                  carryover_bound_frames=250)
 INVENTED = "says words that are not in the text"
 

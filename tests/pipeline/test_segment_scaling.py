@@ -15,7 +15,7 @@ from pipeline.text.plan import PlanOptions, build_plan
 from pipeline.text.segment import segment_paragraph
 
 MAX_RATIO = 8.0  # for 4x the text: linear is ~4, quadratic ~16
-KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={}, seed_policy="from_key",
+KEYS = KeyInputs(voice_id="v", model_id="m", model_revision="r", decoding={},
                  carryover_bound_frames=250)
 _VOCABULARY = "the whale swam on and far into grey sea where Ahab waited silent ship's mast— sail".split()
 
