@@ -223,14 +223,6 @@ def write_index(
     return folder
 
 
-def read_index(output: Path) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """(segments, chapters, book) tables of a finished run."""
-    output = Path(output)
-    if not table_path(output, "book").is_file():
-        raise FileNotFoundError(f"{output / INDEX_DIR} holds no complete index (book/book.parquet is missing)")
-    return tuple(read_table(table_path(output, name)) for name in TABLES)  # type: ignore[return-value]
-
-
 def read_table(path: Path) -> pa.Table:
     """One table, read through one open file: a table replaced meanwhile cannot mix into it (a
     path handed to Parquet may be opened more than once, and the second open sees the new file)."""
