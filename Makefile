@@ -24,8 +24,9 @@ setup: system-deps $(STAMP)
 run: setup
 	$(PY) -m pipeline.run $(ARGS)
 
-# Test tiers (markers in pyproject.toml): plain `pytest` leaves out `e2e` and `slow` (its addopts);
-# a later -m on the command line replaces that selection.
+# Test tiers (markers in pyproject.toml): plain `pytest` leaves out `e2e` and `slow` and runs on every
+# core (its addopts); a later -m or -n replaces that. The slower tiers run one test at a time: their
+# tests start Ray, clusters and the real command themselves.
 typecheck: setup
 	$(VENV)/bin/pyright
 
@@ -33,13 +34,12 @@ test: typecheck
 	$(PY) -m pytest -q $(ARGS)
 
 test-e2e: setup
-	$(PY) -m pytest -q -m e2e $(ARGS)
+	$(PY) -m pytest -q -n 0 -m e2e $(ARGS)
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -n 0 -m slow $(ARGS)
 
-test-all: typecheck
-	$(PY) -m pytest -q -m "" $(ARGS)
+test-all: test test-e2e test-slow
 
 bench: setup
 	$(PY) bench/generate.py
