@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generate import build  # noqa: E402  (the tiny and 8B shapes with random weights)
 
+from moss_model.codec.rates import DEFAULT_FRAME_RATE  # noqa: E402
 from moss_model.engine import Engine, request_tokens  # noqa: E402
 from moss_model.processor import SpeechRequest  # noqa: E402
 from moss_model.sampling import DecodingParams  # noqa: E402
 
 BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "books" / "moby-dick.epub"
-FRAMES_PER_SECOND = 12.5
 
 
 def plan_frames(book: Path, count: int) -> tuple[list[int], str]:
@@ -117,7 +117,7 @@ def synchronize(engine: Engine) -> None:
 
 def report(name: str, engine: Engine, seconds: float, frames: int, cpu_seconds: float | None = None) -> dict:
     s = engine.stats
-    audio_seconds = frames / FRAMES_PER_SECOND
+    audio_seconds = frames / DEFAULT_FRAME_RATE
     figures = {
         "seconds": seconds, "cpu_seconds": cpu_seconds, "steps": s.steps, "ms_per_step": seconds / max(1, s.steps) * 1000,
         "useful_fraction": s.useful_fraction, "audio_seconds_per_second": audio_seconds / seconds,

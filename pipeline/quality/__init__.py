@@ -49,7 +49,16 @@ Wiring one batch of decoded segments in the narrator (``pipeline.narration.narra
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names, for type checkers and readers
+    from pipeline.quality.asr import ASR, PocketSphinxASR, WhisperASR, load_asr
+    from pipeline.quality.decisions import Decision, Distribution, FLAG, OK, QualityOptions, REGENERATE, SegmentMeasures, decide
+    from pipeline.quality.measures import Measured, QualityMeasurer
+    from pipeline.quality.report import Report, chapter_summary, write_book_report, write_report
+    from pipeline.quality.similarity import RunSimilarity, SegmentSimilarity, Spread
+    from pipeline.quality.speaker import SpeakerEncoder, cosine_similarity
+    from pipeline.quality.wer import edit_distance, normalize_words, word_error_rate
 
 # name -> module. Loaded on first use, so that importing one light module of this package (e.g.
 # the PocketSphinx worker process, or the index) does not import torch, pyarrow and matplotlib.
@@ -63,7 +72,12 @@ _EXPORTS = {
     "SpeakerEncoder": "speaker", "cosine_similarity": "speaker",
     "edit_distance": "wer", "normalize_words": "wer", "word_error_rate": "wer",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ASR", "Decision", "Distribution", "FLAG", "Measured", "OK", "PocketSphinxASR", "QualityMeasurer",
+    "QualityOptions", "REGENERATE", "Report", "RunSimilarity", "SegmentMeasures", "SegmentSimilarity",
+    "SpeakerEncoder", "Spread", "WhisperASR", "chapter_summary", "cosine_similarity", "decide",
+    "edit_distance", "load_asr", "normalize_words", "word_error_rate", "write_book_report", "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:
