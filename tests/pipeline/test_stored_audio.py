@@ -12,7 +12,7 @@ from pipeline.finishing.chapter_audio import chapter_waveform
 from pipeline.narration import segment_audio
 from pipeline.narration.narrate import NarrationOptions, Narrator, RunTask, SegmentTask
 from pipeline.narration.segment_audio import (FRAME_BUCKET, GRID_SCALE, audio_from_flac, audio_to_flac, bucket_frames,
-                                    decode_segments, level_dbfs, to_grid)
+                                              decode_segments, level_dbfs, to_grid)
 from pipeline.narration.store import SegmentStore, StoredSegment
 from pipeline.narration.voice import Voice
 
