@@ -182,3 +182,44 @@ def local_copy(location: str | os.PathLike) -> Iterator[Path]:
         yield fetch(location, folder / path.rstrip("/").rsplit("/", 1)[-1])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class KeyedFiles:
+    """Files named by an alphanumeric key under one folder, `<root>/<folder>/<key[:2]>/<key><suffix>`,
+    each written whole (`write_bytes`): a file that is present is a finished one.
+
+    Other processes write here too, so lookups drop fsspec's cached listings first.
+    """
+
+    def __init__(self, root: str | os.PathLike, folder: str, suffix: str, kind: str) -> None:
+        self.root = str(root).rstrip("/")
+        self.folder = join(self.root, folder)
+        self.suffix = suffix
+        self.kind = kind  # what a file holds, for errors: "segment", "result"
+        self.fs, self.base = filesystem(self.folder)
+
+    def location(self, key: str) -> str:
+        if not key or not key.isalnum():
+            raise ValueError(f"{self.kind} key must be alphanumeric, got {key!r}")
+        return join(self.folder, key[:2], key + self.suffix)
+
+    def has(self, key: str) -> bool:
+        location = self.location(key)
+        fs, path = filesystem(location)
+        fs.invalidate_cache(path.rsplit("/", 1)[0])
+        return bool(fs.exists(path))
+
+    def keys(self) -> set[str]:
+        """Every stored key (one listing)."""
+        self.fs.invalidate_cache(self.base)
+        found = [str(path) for path in self.fs.glob(f"{self.base}/*/*{self.suffix}")]
+        return {path.rsplit("/", 1)[-1].removesuffix(self.suffix) for path in found}
+
+    def write(self, key: str, data: bytes) -> None:
+        write_bytes(self.location(key), data)
+
+    def read(self, key: str) -> bytes:
+        return read_bytes(self.location(key))
+
+    def remove(self, key: str) -> None:
+        remove(self.location(key))

@@ -1,20 +1,19 @@
 """Finished utterances, one file per key: what a rerun finds and skips, and what shards are cut from.
 
 `results/<key[:2]>/<key>.parquet` (one row) under the store root, through fsspec so a local
-folder and object storage are the same code path; locally written under a temporary name and
-renamed, so a present file is a whole one.
+folder and object storage are the same code path, each written whole (`pipeline.storage.KeyedFiles`).
 """
 
 from __future__ import annotations
 
 import io
-import uuid
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.storage import KeyedFiles
 
 SCHEMA = pa.schema([
     ("key", pa.string()),
@@ -55,36 +54,18 @@ class Utterance:
 
 class ResultStore:
     def __init__(self, root: str) -> None:
-        self.root = str(root).rstrip("/")
-        self.fs, self.base = fsspec.core.url_to_fs(self.root)
-
-    def _path(self, key: str) -> str:
-        if not key or not key.isalnum():
-            raise ValueError(f"result key must be alphanumeric, got {key!r}")
-        return f"{self.base}/results/{key[:2]}/{key}.parquet"
+        self.files = KeyedFiles(root, "results", ".parquet", "result")
+        self.root = self.files.root
 
     def has(self, key: str) -> bool:
-        path = self._path(key)
-        self.fs.invalidate_cache(path.rsplit("/", 1)[0])  # other processes write here: never trust a cached listing
-        return self.fs.exists(path)
+        return self.files.has(key)
 
     def put(self, utterance: Utterance) -> None:
         table = pa.Table.from_pylist([utterance.__dict__], schema=SCHEMA)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        path = self._path(utterance.key)
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        if protocol in ("file", "local"):
-            temporary = f"{path}.{uuid.uuid4().hex}.partial"
-            with self.fs.open(temporary, "wb") as handle:
-                handle.write(buffer.getvalue())
-            self.fs.mv(temporary, path)
-        else:  # an object store publishes one PUT whole
-            with self.fs.open(path, "wb") as handle:
-                handle.write(buffer.getvalue())
+        self.files.write(utterance.key, buffer.getvalue())
 
     def get(self, key: str) -> Utterance:
-        with self.fs.open(self._path(key), "rb") as handle:
-            row = pq.read_table(io.BytesIO(handle.read())).to_pylist()[0]
+        row = pq.read_table(io.BytesIO(self.files.read(key))).to_pylist()[0]
         return Utterance(**row)

@@ -4,24 +4,23 @@ One file per segment, `segments/<key[:2]>/<key>.safetensors` under the store roo
 the codes tensor, the segment's facts as JSON metadata and, when the narrator decoded it, the
 segment's audio as FLAC bytes (`pipeline.narration.segment_audio`: lossless for the stored grid). Files
 go through fsspec, so a local folder and object storage (s3://, gs://, ...) are the same code
-path. A segment becomes visible only once whole: locally it is written under a temporary name
-and renamed; object stores publish a single PUT atomically. A key that is present is a finished segment.
+path. A segment becomes visible only once whole (`pipeline.storage.KeyedFiles`): a key that is
+present is a finished segment.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import numpy as np
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from pipeline.narration.segment_audio import audio_from_flac, audio_to_flac
+from pipeline.storage import KeyedFiles
 
 
 @dataclass
@@ -40,27 +39,17 @@ class StoredSegment:
 
 class SegmentStore:
     def __init__(self, root: str) -> None:
-        self.root = root.rstrip("/")
-        self.fs, self.base = fsspec.core.url_to_fs(self.root)
-
-    def _path(self, key: str) -> str:
-        if not key or not key.isalnum():
-            raise ValueError(f"segment key must be alphanumeric, got {key!r}")
-        return f"{self.base}/segments/{key[:2]}/{key}.safetensors"
+        self.files = KeyedFiles(root, "segments", ".safetensors", "segment")
+        self.root = self.files.root
 
     def has(self, key: str) -> bool:
-        path = self._path(key)
-        self.fs.invalidate_cache(path.rsplit("/", 1)[0])  # other processes write here: never trust a cached listing
-        return self.fs.exists(path)
+        return self.files.has(key)
 
     def keys(self) -> set[str]:
         """Every stored key (one listing of the store)."""
-        self.fs.invalidate_cache(f"{self.base}/segments")
-        pattern = f"{self.base}/segments/*/*.safetensors"
-        return {path.rsplit("/", 1)[-1].removesuffix(".safetensors") for path in self.fs.glob(pattern)}
+        return self.files.keys()
 
     def put(self, segment: StoredSegment) -> None:
-        path = self._path(segment.key)
         tensors = {"codes": torch.from_numpy(np.ascontiguousarray(segment.codes, dtype=np.int16))}
         if segment.audio is not None:
             if not segment.sample_rate:
@@ -68,19 +57,10 @@ class SegmentStore:
             flac = segment.flac if segment.flac is not None else audio_to_flac(segment.audio, segment.sample_rate)
             tensors["audio_flac"] = torch.frombuffer(bytearray(flac), dtype=torch.uint8)
         data = save_tensors(tensors, metadata={"facts": json.dumps(segment.facts, sort_keys=True, ensure_ascii=False)})
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        if _is_local(self.fs):
-            temporary = f"{path}.{uuid.uuid4().hex}.partial"
-            with self.fs.open(temporary, "wb") as handle:
-                handle.write(data)
-            self.fs.mv(temporary, path)
-        else:
-            with self.fs.open(path, "wb") as handle:
-                handle.write(data)
+        self.files.write(segment.key, data)
 
     def get(self, key: str) -> StoredSegment:
-        with self.fs.open(self._path(key), "rb") as handle:
-            data = handle.read()
+        data = self.files.read(key)
         tensors = load_tensors(data)
         facts = json.loads(_metadata(data).get("facts", "{}"))
         audio, sample_rate = None, None
@@ -94,8 +74,3 @@ def _metadata(data: bytes) -> dict[str, str]:
     header_size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + header_size])
     return header.get("__metadata__", {})
-
-
-def _is_local(fs) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")

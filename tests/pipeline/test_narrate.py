@@ -122,7 +122,7 @@ def test_a_rerun_after_losing_segments_gives_the_same_codes(models, tmp_path):
     firsts = {f"c{i}s0k" for i in range(len(BOOK))}
     for key in expected:
         if key not in firsts:
-            store.fs.rm(store._path(key))
+            store.files.remove(key)
     again, store, _ = narrate_book(models, tmp_path / "store", capacity=2, order=[2, 0, 3, 1])
     assert sum(r.reused for r in again) == len(firsts) and sum(r.generated for r in again) == len(expected) - len(firsts)
     got = codes_by_key(store)
