@@ -34,7 +34,7 @@ test: typecheck
 	$(PY) -m pytest -q $(ARGS)
 
 test-e2e: setup
-	$(PY) -m pytest -q -n 0 -m e2e $(ARGS)
+	$(PY) -m pytest -q -n 0 -m "e2e and not slow" $(ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -q -n 0 -m slow $(ARGS)
