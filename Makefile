@@ -28,7 +28,7 @@ run: setup
 # core (its addopts); a later -m or -n replaces that. The slower tiers run one test at a time: their
 # tests start Ray, clusters and the real command themselves.
 typecheck: setup
-	$(VENV)/bin/pyright
+	$(VENV)/bin/pyright -p pyproject.toml  # this project's config, never a pyrightconfig.json from a folder above
 
 test: typecheck
 	$(PY) -m pytest -q $(ARGS)
