@@ -120,7 +120,7 @@ def test_codes_and_decisions_do_not_depend_on_the_schedule_or_a_resume(models, t
     # A crash after each run's first segment: the rerun rebuilds each run's state from what is stored.
     for key in expected:
         if not key.endswith("s0k"):
-            eight.fs.rm(eight._path(key))
+            eight.files.remove(key)
     again, resumed = narrate(models, tmp_path / "eight", speech, capacity=3, wer_sample=0.5, attempts=2)
     assert sum(r.reused for r in again) == len(RUNS)
     for key, segment in stored(resumed).items():
