@@ -16,7 +16,6 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps 'resemblyzer>=0.1.4'  # only for the test comparing the shipped encoder weights
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)
