@@ -595,7 +595,8 @@ class Engine:
         k = self.codebooks[None, :]
         open_codebooks = (self.audio_len[:, None] > k) & ((self.delay[:, None] == NOT_DELAYING) | (k >= self.delay[:, None]))
         audio_logits = self.logits.audio.float()
-        if audio_plan.repetition_penalty and self.seen is not None:  # (allocated when such a row was admitted)
+        if audio_plan.repetition_penalty:
+            assert self.seen is not None  # allocated when the first penalized row was admitted
             audio_logits = apply_row_repetition_penalty(audio_logits, self.seen, self.audio_params.repetition_penalty)
         audio_logits[..., c.audio_pad_code] = float("-inf")
         codes = sample_rows(audio_logits, self.audio_params, audio_plan, keys, self.codebooks + 1)
