@@ -30,7 +30,7 @@ STORED_DTYPE = torch.float16
 def package_tensors() -> dict[str, torch.Tensor]:
     """The encoder's tensors as the package loads them, rounded to the stored dtype."""
     try:
-        from resemblyzer import VoiceEncoder
+        from resemblyzer import VoiceEncoder  # pyright: ignore[reportMissingImports]  (needed only to regenerate)
     except ImportError as error:
         raise SystemExit(f"cannot import resemblyzer ({error}): pip install --no-deps resemblyzer && "
                          "pip install webrtcvad-wheels librosa") from error
