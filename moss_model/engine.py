@@ -17,8 +17,9 @@ The text channel of each row follows the state machine of the released model (se
 Codebook k is sampled from k+1 steps after <|audio_start|> until k steps after the delay slot.
 
 A row's frames never depend on the schedule. Everything a row computes has a shape fixed by
-the engine (its prompt is prefilled alone, in chunks of `prefill_chunk` tokens aligned to its
-start and to the end of its shared head; its decode row is one of `capacity`), its random
+the engine (its shared head is prefilled alone, in chunks of `prefill_chunk` tokens, or comes
+from the prefix cache; the rest of its prompt in chunks aligned to the end of the head, one of
+`prefill_rows` rows whose heads have that length; its decode row is one of `capacity`), its random
 numbers come from its own seed and step, its limits are its own, and attention sees only its
 own region. A row is therefore bit-identical whatever else shares the pool and whenever it was
 admitted; on CPU also whatever the capacity (tested), on CUDA for one capacity (the GEMM
@@ -27,8 +28,9 @@ kernel may change with the batch size).
 Inside audio a row chooses between two slot tokens; only outside audio does it sample free text
 over the whole text vocabulary, whose head is the largest matmul of a small step. The host
 knows from the state machine which rows may sample free text on a step (a row inside audio
-cannot for n_vq+1 steps), and the text head runs for just those rows, `free_text_rows` at a time
-(a fixed shape again, so a row's logits never depend on how many others needed the head).
+cannot for n_vq+1 steps; a row whose audio its frame limit closed ends with a forced <|im_end|>),
+and the text head runs for just those rows, `free_text_rows` at a time (a fixed shape again,
+whatever the capacity, so a row's logits never depend on how many others needed the head).
 
 The host reads the device only at checks: when some row may have sampled free text (only then
 can it stop), when a row reaches its step limit, and at most every `check_every` steps.
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from moss_model.backbone import EAGER_KERNELS, compiled_layer_kernels
+from moss_model.backbone import EAGER_KERNELS, KVCache, compiled_layer_kernels
 from moss_model.decoders import StepGraphs, resolve_compile_layers, resolve_decode_mode, round_to_window
 from moss_model.model import MossTTSDelayModel, StepLogits
 from moss_model.processor import MossTTSProcessor, Prompt
@@ -64,9 +66,13 @@ from moss_model.sampling import (
 NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
 PREFILL_CHUNK = 128  # prompt tokens per prefill forward
-# Rows per run of the whole text head: on CUDA its weights' reads dominate, so a run of 8 rows
-# costs about what a run of 1 costs; on CPU the arithmetic does, so a row at a time.
-FREE_TEXT_ROWS = {"cuda": 8, "cpu": 1}
+# Prompts prefilled together: a forward of several rows reads the weights once (what an 8B
+# prefill chunk costs on a GPU), and the rows admitted on one step are often that many.
+PREFILL_ROWS = 4
+# Rows per run of the whole text head. Reading its weights dominates on CUDA and CPU alike, so a
+# run of 8 rows costs little more than a run of 1 (CPU, 151936 x 64 in float32: 5.7 ms against
+# 4.5 ms). The size is the same whatever the capacity, so a row's logits never depend on it.
+FREE_TEXT_ROWS = 8
 DEFAULT_MAX_ROW_TOKENS = 2048  # KV slots per row: prompt + generated rows
 DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
 CPU_CAPACITY = 8  # slots on CPU when neither capacity nor budget is given: a CPU step costs in proportion to its rows
@@ -170,10 +176,16 @@ class PrefixCache:
             self.entries.popitem(last=False)
 
 
+def _shared_head(prompt: Prompt) -> int:
+    """Leading prompt tokens whose KV the prefix cache may hold (at least the last token is
+    computed: its logits are needed)."""
+    return min(prompt.shared_length, prompt.ids.shape[0] - 1)
+
+
 def prefill_end(prompt: Prompt, prefill_chunk: int) -> int:
     """One past the last KV slot the chunked prefill writes (chunks are padded to full length):
     chunks aligned to 0 over the shared head, then to its end over the rest."""
-    shared = min(prompt.shared_length, prompt.ids.shape[0] - 1)  # as _prefill computes it
+    shared = _shared_head(prompt)
     rest = prompt.ids.shape[0] - shared
     return max(math.ceil(shared / prefill_chunk) * prefill_chunk, shared + math.ceil(rest / prefill_chunk) * prefill_chunk)
 
@@ -203,11 +215,12 @@ def row_bytes(model: MossTTSDelayModel, max_row_tokens: int) -> int:
     return kv_bytes_per_token(model) * max_row_tokens + logits + working + seen + out
 
 
-def capacity_for_memory(model: MossTTSDelayModel, max_row_tokens: int, budget_bytes: int) -> int:
-    """How many slots of `max_row_tokens` fit in `budget_bytes` (at least one)."""
-    return max(1, budget_bytes // row_bytes(model, max_row_tokens))
-
-
+def capacity_for_memory(
+    model: MossTTSDelayModel, max_row_tokens: int, budget_bytes: int, prefill_rows: int = PREFILL_ROWS
+) -> int:
+    """How many slots of `max_row_tokens` fit in `budget_bytes` (at least one), beside the prefill's scratch rows."""
+    scratch = prefill_rows * kv_bytes_per_token(model) * max_row_tokens
+    return max(1, (budget_bytes - scratch) // row_bytes(model, max_row_tokens))
 
 
 class Engine:
@@ -215,12 +228,12 @@ class Engine:
 
     capacity: given, or from `memory_budget_bytes` (default: 80% of the free CUDA memory less the
     prefix cache; on CPU 8 slots). decode_mode / compile_layers: see `moss_model.decoders`. prefill_chunk:
-    prompt tokens per prefill forward. prefix_cache_bytes: room for the KV of shared prompt
+    prompt tokens per prefill forward; prefill_rows: prompts per prefill forward. prefix_cache_bytes: room for the KV of shared prompt
     heads. check_every: the fewest steps between two reads of the row states (1 retires rows
     at once; more saves host waits at the cost of slots idling until the next check).
     admit_tokens_per_step: prompt tokens prefilled per step while other rows decode, so that
     admissions never stall the pool for long (an empty pool admits without limit).
-    free_text_rows: rows per run of the whole text head (default 8 on CUDA, 1 elsewhere). admission: which queued request takes
+    free_text_rows: rows per run of the whole text head (default 8). admission: which queued request takes
     a free slot: 'fifo' (the order of submission) or 'longest_first' (the largest max_new_frames,
     so that a bulk job's last rows are short and the pool drains quickly).
     """
@@ -236,17 +249,19 @@ class Engine:
         decode_mode: str = "auto",
         compile_layers: bool | None = None,
         prefill_chunk: int = PREFILL_CHUNK,
+        prefill_rows: int = PREFILL_ROWS,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         check_every: int = 1,
-        admit_tokens_per_step: int = 4 * PREFILL_CHUNK,
+        admit_tokens_per_step: int = 2 * PREFILL_ROWS * PREFILL_CHUNK,
         free_text_rows: int | None = None,
         admission: str = "fifo",
     ) -> None:
         if free_text_rows is None:
-            free_text_rows = FREE_TEXT_ROWS.get(model.device.type, 1)
-        if min(max_row_tokens, prefill_chunk, check_every, admit_tokens_per_step, free_text_rows) < 1:
+            free_text_rows = FREE_TEXT_ROWS
+        if min(max_row_tokens, prefill_chunk, prefill_rows, check_every, admit_tokens_per_step, free_text_rows) < 1:
             raise ValueError(
-                "max_row_tokens, prefill_chunk, check_every, admit_tokens_per_step and free_text_rows must be at least 1"
+                "max_row_tokens, prefill_chunk, prefill_rows, check_every, admit_tokens_per_step and free_text_rows "
+                "must be at least 1"
             )
         if admission not in ADMISSION_ORDERS:
             raise ValueError(f"admission must be one of {', '.join(ADMISSION_ORDERS)}, got {admission!r}")
@@ -265,14 +280,19 @@ class Engine:
             if memory_budget_bytes is None:
                 free, _ = torch.cuda.mem_get_info(device)
                 memory_budget_bytes = int(free * CUDA_MEMORY_FRACTION) - prefix_cache_bytes
-            capacity = capacity_for_memory(model, self.max_row_tokens, memory_budget_bytes)
+            capacity = capacity_for_memory(model, self.max_row_tokens, memory_budget_bytes, prefill_rows)
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.prefill_chunk = prefill_chunk
+        self.prefill_rows = prefill_rows
+        # Free slots a running pool waits for before admitting: a prefill group, but at most an
+        # eighth of the pool (a slot waiting idles; a small pool would idle too much).
+        self.admission_group = min(prefill_rows, max(1, capacity // 8))
+        self._scratch: KVCache | None = None  # prefill_rows rows of KV for prompts being prefilled
         self.check_every = check_every
         self.admit_tokens_per_step = admit_tokens_per_step
-        self.free_text_rows = min(free_text_rows, capacity)
+        self.free_text_rows = free_text_rows
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.stats = EngineStats()
         self.n_vq = c.n_vq
@@ -335,6 +355,7 @@ class Engine:
         # Per slot, for the host's arithmetic without a loop over rows (+-NEVER when free):
         self._limit_step = np.full(B, NEVER, dtype=np.int64)  # the step at which the row reaches its step limit
         self._free_text_step = np.full(B, NEVER, dtype=np.int64)  # the first step at which it may sample free text
+        self._closing = np.zeros(B, dtype=bool)  # its audio was closed by its frame limit: its text ends with a forced <|im_end|>
         self._end_offset = np.full(B, -NEVER, dtype=np.int64)  # prompt_length - admitted_at: the row's slot is this + step
         self._plans: tuple[SamplingPlan, SamplingPlan, SamplingPlan] | None = None
 
@@ -392,7 +413,7 @@ class Engine:
             return []
         started = time.perf_counter()
         step = self._step
-        self._sample(int(np.count_nonzero(self._free_text_step <= step)))
+        self._sample(int(np.count_nonzero((self._free_text_step <= step) & ~self._closing)))
         self._step += 1
         self.stats.steps += 1
         self.stats.row_steps += self.capacity
@@ -405,47 +426,118 @@ class Engine:
     # ---------------------------------------------------------------- admission
 
     def _admit(self) -> None:
-        budget = self.admit_tokens_per_step if self._rows else NEVER
+        """Move queued requests into free slots and prefill them.
+
+        A running pool admits whole groups: it waits until `admission_group` slots are free (or
+        as many as requests are queued), so that a prefill forward and a run of the text head
+        serve several rows rather than one padded one. The wait costs a few idle row-steps.
+        """
+        running = bool(self._rows)
+        if running and len(self._free) < min(self.admission_group, len(self._queue)):
+            return
+        budget = self.admit_tokens_per_step if running else NEVER
+        admitted: list[tuple[int, _Request]] = []
+        heads: set[str] = set()  # shared heads this admission computes (later ones reuse them)
         while self._queue and self._free and budget > 0:
             _, _, request = heapq.heappop(self._queue)
-            slot = self._free.pop()
-            started = time.perf_counter()
-            budget -= self._prefill(slot, request)
-            self.stats.prefill_seconds += time.perf_counter() - started
+            admitted.append((self._free.pop(), request))
+            prompt = request.prompt
+            head = _shared_head(prompt)
+            budget -= prompt.ids.shape[0] - head
+            key = PrefixCache.key(prompt.ids[:head]) if head else ""
+            if head and key not in heads and key not in self.prefix_cache.entries:
+                heads.add(key)
+                budget -= head
+        if not admitted:
+            return
+        started = time.perf_counter()
+        self._prefill(admitted)
+        self.stats.prefill_seconds += time.perf_counter() - started
+        for slot, request in admitted:
             self._start_row(slot, request)
 
-    def _prefill(self, slot: int, request: _Request) -> int:
-        """Write the prompt's KV into the slot's region and its last logits into the slot's row; tokens computed."""
-        model = self.model
-        ids = request.prompt.ids.to(self.device)
-        T = ids.shape[0]
-        L = min(request.prompt.shared_length, T - 1)  # at least the last token is computed: its logits are needed
-        keys = self.cache.keys[:, slot : slot + 1]
-        values = self.cache.values[:, slot : slot + 1]
-        region = type(self.cache)(keys, values)
-        computed = 0
-        if L:
-            key = PrefixCache.key(request.prompt.ids[:L])
-            entry = self.prefix_cache.get(key)
-            if entry is None:
-                self._prefill_chunks(region, ids, 0, L)
-                computed += L
-                self.prefix_cache.put(key, _PrefixEntry(keys[:, 0, :, :L].clone(), values[:, 0, :, :L].clone()))
-            else:
-                keys[:, 0, :, :L] = entry.keys
-                values[:, 0, :, :L] = entry.values
-                self.stats.prefix_cache_tokens += L
-        hidden = self._prefill_chunks(region, ids, L, T)
-        computed += T - L
-        self.stats.prefill_tokens += computed
-        logits = model.step_logits(hidden[None], self.slot_ids)
-        self.hidden[slot] = hidden
-        self.logits.slots[slot] = logits.slots[0]
-        self.logits.audio[slot] = logits.audio[0]
-        return computed
+    def _prefill(self, admitted: list[tuple[int, _Request]]) -> None:
+        """Write the prompts' KV into their slots' regions and their last logits into their slots' rows.
 
-    def _prefill_chunks(self, region, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Prompt tokens start..end-1 in chunks of fixed length aligned to `start`; the last token's hidden state.
+        Requests whose shared heads have the same length are prefilled together, `prefill_rows`
+        at a time: each head's KV comes from the prefix cache (computed alone on a miss), then
+        the rest of every prompt runs in chunks of [prefill_rows, prefill_chunk] aligned to the
+        end of the head, in a scratch cache whose rows are copied into the slots. Shapes depend
+        only on the head's length, so a row's KV never depends on its companions.
+        """
+        by_head: dict[int, list[tuple[int, _Request]]] = {}
+        for slot, request in admitted:
+            by_head.setdefault(_shared_head(request.prompt), []).append((slot, request))
+        P = self.prefill_rows
+        for head, members in by_head.items():
+            for first in range(0, len(members), P):
+                self._prefill_rows(head, members[first : first + P])
+
+    def _prefill_rows(self, head: int, members: list[tuple[int, _Request]]) -> None:
+        """Up to `prefill_rows` prompts whose shared heads are `head` tokens long (see `_prefill`)."""
+        c, chunk, P = self.config, self.prefill_chunk, self.prefill_rows
+        scratch = self._prefill_scratch()
+        prompts = [request.prompt.ids.to(self.device) for _, request in members]
+        for row, prompt in enumerate(prompts):
+            if head:
+                entry = self._head_entry(prompt[:head], scratch, row)
+                scratch.keys[:, row, :, :head] = entry.keys
+                scratch.values[:, row, :, :head] = entry.values
+        lengths = [p.shape[0] for p in prompts]
+        chunks = [math.ceil((T - head) / chunk) for T in lengths]
+        last_hidden: list[torch.Tensor | None] = [None] * len(members)
+        for index in range(max(chunks)):
+            offset = head + index * chunk
+            rows = torch.full((P, chunk, 1 + c.n_vq), c.audio_pad_code, dtype=torch.long, device=self.device)
+            rows[..., 0] = c.pad_token_id
+            key_valid = torch.zeros(P, offset + chunk, dtype=torch.bool, device=self.device)
+            real = [min(chunk, T - offset) for T in lengths]
+            for row, prompt in enumerate(prompts):
+                if real[row] > 0:
+                    rows[row, : real[row]] = prompt[offset : offset + real[row]]
+                    key_valid[row, : offset + real[row]] = True
+            positions = torch.arange(offset, offset + chunk, device=self.device).expand(P, chunk)
+            out = self.model.hidden_states(rows, positions, key_valid, scratch.window(offset + chunk), offset)
+            for row in range(len(members)):
+                if index == chunks[row] - 1:
+                    last_hidden[row] = out[row, real[row] - 1]
+        hidden = torch.zeros(P, c.backbone.hidden_size, dtype=self.model.dtype, device=self.device)
+        for row, h in enumerate(last_hidden):
+            assert h is not None  # every prompt has at least one token after its head
+            hidden[row] = h
+        logits = self.model.step_logits(hidden, self.slot_ids)
+        for row, (slot, _) in enumerate(members):
+            end = head + chunks[row] * chunk  # the padded chunks' slots too: the row's positions overwrite them
+            self.cache.keys[:, slot, :, :end] = scratch.keys[:, row, :, :end]
+            self.cache.values[:, slot, :, :end] = scratch.values[:, row, :, :end]
+            self.hidden[slot] = hidden[row]
+            self.logits.slots[slot] = logits.slots[row]
+            self.logits.audio[slot] = logits.audio[row]
+        self.stats.prefill_tokens += sum(lengths) - head * len(members)
+
+    def _head_entry(self, ids: torch.Tensor, scratch: KVCache, row: int) -> _PrefixEntry:
+        """The KV of a shared head: from the prefix cache, or computed alone in a scratch row and kept."""
+        key = PrefixCache.key(ids.cpu())
+        entry = self.prefix_cache.get(key)
+        if entry is not None:
+            self.stats.prefix_cache_tokens += ids.shape[0]
+            return entry
+        region = KVCache(scratch.keys[:, row : row + 1], scratch.values[:, row : row + 1])
+        self._prefill_chunks(region, ids, 0, ids.shape[0])
+        self.stats.prefill_tokens += ids.shape[0]
+        L = ids.shape[0]
+        entry = _PrefixEntry(region.keys[:, 0, :, :L].clone(), region.values[:, 0, :, :L].clone())
+        self.prefix_cache.put(key, entry)
+        return entry
+
+    def _prefill_scratch(self) -> KVCache:
+        """KV rows for `prefill_rows` prompts at a time (allocated on first use)."""
+        if self._scratch is None:
+            self._scratch = self.model.allocate_cache(self.prefill_rows, self.max_row_tokens)
+        return self._scratch
+
+    def _prefill_chunks(self, region: KVCache, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Prompt tokens start..end-1 of one row in chunks of fixed length aligned to `start`; the last token's hidden state.
 
         Every chunk has the same shape (the last is padded), so the KV a prompt leaves does
         not depend on anything but the prompt.
@@ -493,6 +585,7 @@ class Engine:
         self._plans = None
         self._limit_step[slot] = step + request.step_limit - 1
         self._end_offset[slot] = T - step
+        self._closing[slot] = False
         self.stats.admissions += 1
         # A row outside audio may sample free text from its first step; one inside audio only
         # after a delay slot and n_vq forced steps.
@@ -565,7 +658,7 @@ class Engine:
         free_text = torch.full_like(self.delay, c.pad_token_id)
         G = self.free_text_rows
         if free_text_runs:
-            needs = self.active & samples_text & ~in_audio
+            needs = self.active & samples_text & ~in_audio & ~self.forced_close  # (a closed row's text is forced)
             needs = torch.cat([needs, needs.new_zeros(len(self.slot_order) - self.capacity)])
             score = needs.long() * (len(self.slot_order) + 1) + self.slot_order
             picked = torch.topk(score, free_text_runs * G).indices.remainder(self.capacity)
@@ -669,6 +762,7 @@ class Engine:
         occupied = np.zeros(B, dtype=bool)
         occupied[list(self._rows)] = True
         self._free_text_step = np.where(occupied & (done == 0), step + 1 + until, NEVER)
+        self._closing = occupied & (forced_close != 0)
         finished = []
         ended = np.flatnonzero(done).tolist()
         if ended:

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from moss_model.engine import Engine, capacity_for_memory, row_bytes
+from moss_model.engine import Engine, capacity_for_memory, kv_bytes_per_token, row_bytes
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams, SamplingParams
 
@@ -185,9 +185,12 @@ def test_checking_less_often_gives_the_same_rows(undecided):
 def test_capacity_from_a_memory_budget(tiny_model):
     model = tiny_model.model
     per_row = row_bytes(model, 512)
-    assert capacity_for_memory(model, 512, 10 * per_row + 1) == 10
+    scratch = 4 * kv_bytes_per_token(model) * 512  # the KV of 4 prompts being prefilled
+    assert capacity_for_memory(model, 512, 10 * per_row + scratch + 1, prefill_rows=4) == 10
+    assert capacity_for_memory(model, 512, 10 * per_row + 1, prefill_rows=4) == 9
     assert capacity_for_memory(model, 512, 1) == 1
-    engine = Engine(model, tiny_model.processor, memory_budget_bytes=5 * per_row, max_row_tokens=512)
+    engine = Engine(model, tiny_model.processor, memory_budget_bytes=5 * per_row + scratch, max_row_tokens=512,
+                    prefill_rows=4)
     assert engine.capacity == 5
     assert engine.cache.keys.shape[1] == 5 and engine.cache.capacity == 512
     with pytest.raises(ValueError, match="capacity must be at least 1"):
