@@ -96,6 +96,43 @@ def test_each_row_keeps_its_own_frame_limit(tiny_model):
         assert result.frames.shape[0] == limit
 
 
+def test_a_row_closed_by_its_frame_limit_skips_the_text_head(tiny_model):
+    """Its text after the audio is a forced <|im_end|>: the whole text head runs only for its first row."""
+    tts = tiny_model
+    c = tts.config
+    prompt = tts.processor.build_prompt(SpeechRequest(text="Limited."))
+    engine = Engine(tts.model, tts.processor, 2, max_row_tokens=512, free_text_rows=8)
+    engine.submit(prompt, 1, DecodingParams.greedy(), 6)
+    [finished] = list(engine.run())
+    text = finished.result.rows[:, 0]
+    assert finished.result.hit_frame_limit and int(text[0]) == c.audio_start_token_id
+    assert int(text[-2]) == c.audio_end_token_id and int(text[-1]) == c.im_end_token_id
+    assert engine.stats.text_head_rows == 8  # one run, for the row before <|audio_start|>
+
+
+def test_a_running_pool_admits_whole_groups_and_rows_do_not_change(undecided):
+    """Capacity 16 admits two at a time once running (an eighth of the pool); every prompt is
+    prefilled in a group of four, so its KV never depends on what was prefilled beside it."""
+    tts = undecided
+    base = requests(tts)
+    work = [(prompt, seed + 10 * k, max(4, limit - 3 * k)) for k in range(4) for prompt, seed, limit in base]
+    engine = Engine(tts.model, tts.processor, 16, max_row_tokens=512, prefill_rows=4)
+    assert engine.admission_group == 2
+    ids = {engine.submit(prompt, seed, DecodingParams(), limit): i for i, (prompt, seed, limit) in enumerate(work)}
+    together, admitted = {}, []
+    while engine.busy:
+        before = engine.stats.admissions
+        for f in engine.step():
+            together[ids[f.request_id]] = f.result
+        admitted.append(engine.stats.admissions - before)
+    assert admitted[0] == 16 and engine.stats.admissions == len(work)
+    later = [n for n in admitted[1:] if n]
+    assert later and all(n >= 2 for n in later[:-1])  # the last group may be what was left
+    alone = run(Engine(tts.model, tts.processor, 1, max_row_tokens=512), work, DecodingParams())
+    for i in range(len(work)):
+        assert torch.equal(together[i].rows, alone[i].rows), i
+
+
 def test_rows_leave_at_once_and_queued_requests_take_their_slots(tiny_model):
     tts = tiny_model  # greedy rows run to their frame limits
     prompt = tts.processor.build_prompt(SpeechRequest(text="Turns."))
