@@ -236,7 +236,7 @@ def test_capacity_from_a_memory_budget(tiny_model):
 
 def test_the_text_head_group_size_does_not_change_rows(undecided):
     """The whole text head runs for the rows that may sample free text, a fixed number at a time
-    (8 on CUDA, 1 on CPU); groups padded past the pool compute a row twice."""
+    (8 by default, whatever the capacity); groups padded past the pool compute a row twice."""
     tts = undecided
     work = requests(tts)
     results = [run(Engine(tts.model, tts.processor, 5, max_row_tokens=512, free_text_rows=size), work, DecodingParams())
