@@ -18,7 +18,9 @@ the machine), the useful-row fraction (row-steps of rows still generating / row-
 computed), audio seconds per wall second and the prefix cache's share of the prompt tokens.
 The last line gives the ceiling of the step ratio: the static run's steps over the fewest steps
 a full pool could take for the same rows. Every request also costs its prefill and its
-text-head rows in both schedules, so the measured speed-up stays below that ceiling.
+text-head rows in both schedules, so the measured speed-up stays below that ceiling. On CPU the
+script also splits each run's time: the median plain step (no admission, no text-head run) and
+the rest, the work each request costs once whatever the schedule.
 With --config 8b the script prints audio-s/s at each --capacities entry
 (the 8B shape in bf16 with random weights, about 440-token prompts and 190-frame segments).
 """
@@ -89,23 +91,45 @@ class Clock:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def run_continuous(engine: Engine, work, decoding) -> tuple[float, float]:
+class StepTimes:
+    """Wall seconds of each step, split into plain steps and steps that admitted requests or ran
+    the whole text head: the work every request costs once, in any schedule. On CPU a step's
+    time is its cost; on CUDA steps are asynchronous and the split means nothing."""
+
+    def __init__(self) -> None:
+        self.plain: list[float] = []
+        self.other: list[float] = []
+
+    def drain(self, engine: Engine) -> None:
+        """Step until the engine is idle."""
+        while engine.busy:
+            before = (engine.stats.admissions, engine.stats.text_head_rows)
+            started = time.perf_counter()
+            engine.step()
+            seconds = time.perf_counter() - started
+            after = (engine.stats.admissions, engine.stats.text_head_rows)
+            (self.plain if after == before else self.other).append(seconds)
+
+    def plain_step_seconds(self) -> float:
+        return float(np.median(self.plain)) if self.plain else 0.0
+
+
+def run_continuous(engine: Engine, work, decoding, times: StepTimes | None = None) -> tuple[float, float]:
     for i, (prompt, frames) in enumerate(work):
         engine.submit(prompt, i, decoding, frames)
     clock = Clock()
-    for _ in engine.run():
-        pass
+    (times or StepTimes()).drain(engine)
     synchronize(engine)
     return clock.read()
 
 
-def run_static(engine: Engine, work, decoding, batch: int) -> tuple[float, float]:
+def run_static(engine: Engine, work, decoding, batch: int, times: StepTimes | None = None) -> tuple[float, float]:
+    times = times or StepTimes()
     clock = Clock()
     for first in range(0, len(work), batch):
         for i, (prompt, frames) in enumerate(work[first : first + batch]):
             engine.submit(prompt, first + i, decoding, frames)
-        for _ in engine.run():  # the next batch waits for this one's longest row
-            pass
+        times.drain(engine)  # the next batch waits for this one's longest row
     synchronize(engine)
     return clock.read()
 
@@ -115,7 +139,8 @@ def synchronize(engine: Engine) -> None:
         torch.cuda.synchronize(engine.device)
 
 
-def report(name: str, engine: Engine, seconds: float, frames: int, cpu_seconds: float | None = None) -> dict:
+def report(name: str, engine: Engine, seconds: float, frames: int, cpu_seconds: float | None = None,
+           times: StepTimes | None = None) -> dict:
     s = engine.stats
     audio_seconds = frames / DEFAULT_FRAME_RATE
     figures = {
@@ -124,6 +149,10 @@ def report(name: str, engine: Engine, seconds: float, frames: int, cpu_seconds: 
         "prefix_cache_saved_fraction": s.prefix_cache_saved_fraction, "host_checks": s.host_checks,
         "prefill_seconds": s.prefill_seconds,
     }
+    if times is not None:
+        # What the run cost beyond `steps` plain steps: the prefills and text-head runs.
+        figures["plain_step_ms"] = times.plain_step_seconds() * 1000
+        figures["per_request_work_seconds"] = seconds - s.steps * times.plain_step_seconds()
     cpu = f" ({cpu_seconds:.2f} CPU-s)" if cpu_seconds is not None else ""
     print(f"{name:>10}: {seconds:7.2f} s{cpu}, {s.steps:5d} steps ({figures['ms_per_step']:.2f} ms/step), "
           f"useful rows {s.useful_fraction:.3f}, {figures['audio_seconds_per_second']:.1f} audio-s/s, "
@@ -167,19 +196,20 @@ def main() -> int:
     print(f"config={args.config} device={args.device} dtype={dtype} requests={len(work)} capacity={args.capacity}")
     print(f"frames per request from {source}: mean {np.mean(frames):.0f}, max {max(frames)}; "
           f"prompts {np.mean([p.ids.shape[0] for p in prompts]):.0f} tokens, shared head {prompts[0].shared_length}")
-    best: dict[str, tuple[float, float, Engine]] = {}
+    best: dict[str, tuple[float, float, Engine, StepTimes]] = {}
     for _ in range(args.repeats):  # alternate the two, best of each: the machine's noise hits both alike
         for name in ("static", "continuous"):
             engine = make_engine(model, processor, args.capacity, work, args.decode,
                                  "fifo" if name == "static" else args.admission)
-            seconds, cpu_seconds = (run_static(engine, work, decoding, args.capacity) if name == "static"
-                                    else run_continuous(engine, work, decoding))
+            times = StepTimes()
+            seconds, cpu_seconds = (run_static(engine, work, decoding, args.capacity, times) if name == "static"
+                                    else run_continuous(engine, work, decoding, times))
             if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, cpu_seconds, engine)
-    static_s, static_cpu, static_engine = best["static"]
-    continuous_s, continuous_cpu, continuous_engine = best["continuous"]
-    static = report("static", static_engine, static_s, total_frames, static_cpu)
-    continuous = report("continuous", continuous_engine, continuous_s, total_frames, continuous_cpu)
+                best[name] = (seconds, cpu_seconds, engine, times)
+    static_s, static_cpu, static_engine, static_times = best["static"]
+    continuous_s, continuous_cpu, continuous_engine, continuous_times = best["continuous"]
+    static = report("static", static_engine, static_s, total_frames, static_cpu, static_times)
+    continuous = report("continuous", continuous_engine, continuous_s, total_frames, continuous_cpu, continuous_times)
     # No schedule of this pool can run fewer steps than the useful row-steps fill: that bounds the
     # gain, before the work every request costs in both schedules (its prefill, its text-head rows).
     fewest_steps = math.ceil(continuous_engine.stats.useful_row_steps / args.capacity)
@@ -199,6 +229,11 @@ def main() -> int:
           f"{figures['prefix_cache_saved_fraction']:.0%} of prompt tokens")
     print(f"steps: {figures['steps_ratio']:.3f}x fewer than static; no pool of {args.capacity} can do better than "
           f"{figures['steps_ratio_ceiling']:.3f}x on this stream ({fewest_steps} steps)")
+    if args.device == "cpu":
+        print(f"plain steps (no admission, no text-head run): median {static['plain_step_ms']:.2f} ms static, "
+              f"{continuous['plain_step_ms']:.2f} ms continuous; the rest, the work each request costs once "
+              f"(prefill, text head): {static['per_request_work_seconds']:.2f} s static, "
+              f"{continuous['per_request_work_seconds']:.2f} s continuous")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
