@@ -92,13 +92,12 @@ class Clock:
 
 
 class StepTimes:
-    """Wall seconds of each step, split into plain steps and steps that admitted requests or ran
-    the whole text head: the work every request costs once, in any schedule. On CPU a step's
-    time is its cost; on CUDA steps are asynchronous and the split means nothing."""
+    """Wall seconds of the plain steps: those that neither admitted requests nor ran the whole
+    text head (the work every request costs once, in any schedule). On CPU a step's time is its
+    cost; on CUDA steps are asynchronous and the figure means nothing."""
 
     def __init__(self) -> None:
         self.plain: list[float] = []
-        self.other: list[float] = []
 
     def drain(self, engine: Engine) -> None:
         """Step until the engine is idle."""
@@ -107,8 +106,8 @@ class StepTimes:
             started = time.perf_counter()
             engine.step()
             seconds = time.perf_counter() - started
-            after = (engine.stats.admissions, engine.stats.text_head_rows)
-            (self.plain if after == before else self.other).append(seconds)
+            if (engine.stats.admissions, engine.stats.text_head_rows) == before:
+                self.plain.append(seconds)
 
     def plain_step_seconds(self) -> float:
         return float(np.median(self.plain)) if self.plain else 0.0
