@@ -478,9 +478,9 @@ class Engine:
         c, chunk, P = self.config, self.prefill_chunk, self.prefill_rows
         scratch = self._prefill_scratch()
         prompts = [request.prompt.ids.to(self.device) for _, request in members]
-        for row, prompt in enumerate(prompts):
+        for row, (_, request) in enumerate(members):
             if head:
-                entry = self._head_entry(prompt[:head], scratch, row)
+                entry = self._head_entry(request.prompt.ids[:head], scratch, row)
                 scratch.keys[:, row, :, :head] = entry.keys
                 scratch.values[:, row, :, :head] = entry.values
         lengths = [p.shape[0] for p in prompts]
@@ -516,14 +516,15 @@ class Engine:
         self.stats.prefill_tokens += sum(lengths) - head * len(members)
 
     def _head_entry(self, ids: torch.Tensor, scratch: KVCache, row: int) -> _PrefixEntry:
-        """The KV of a shared head: from the prefix cache, or computed alone in a scratch row and kept."""
-        key = PrefixCache.key(ids.cpu())
+        """The KV of a shared head (`ids` on the host, hashed without a device read): from the
+        prefix cache, or computed alone in a scratch row and kept."""
+        key = PrefixCache.key(ids)
         entry = self.prefix_cache.get(key)
         if entry is not None:
             self.stats.prefix_cache_tokens += ids.shape[0]
             return entry
         region = KVCache(scratch.keys[:, row : row + 1], scratch.values[:, row : row + 1])
-        self._prefill_chunks(region, ids, 0, ids.shape[0])
+        self._prefill_chunks(region, ids.to(self.device), 0, ids.shape[0])
         self.stats.prefill_tokens += ids.shape[0]
         L = ids.shape[0]
         entry = _PrefixEntry(region.keys[:, 0, :, :L].clone(), region.values[:, 0, :, :L].clone())
