@@ -12,7 +12,8 @@ runs exactly to its own frame limit: the plan's estimate.
 
 The same stream also runs as static batches of the same size in the same process, in the
 stream's order: a batch is submitted whole and the next waits until its longest row ends (what
-`generate()` on fixed batches did). The two alternate, best of --repeats each. Both print steps,
+`generate()` on fixed batches did), each on an engine of its own size as `generate()` keeps
+them, so a short last batch computes only its own rows. The two alternate, best of --repeats each. Both print steps,
 wall time and this process's CPU time (the speed-up by CPU time holds when other work shares
 the machine), the useful-row fraction (row-steps of rows still generating / row-steps
 computed), audio seconds per wall second and the prefix cache's share of the prompt tokens.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 import math
 import sys
 import time
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generate import build  # noqa: E402  (the tiny and 8B shapes with random weights)
 
 from moss_model.codec.rates import DEFAULT_FRAME_RATE  # noqa: E402
-from moss_model.engine import Engine, request_tokens  # noqa: E402
+from moss_model.engine import Engine, EngineStats, request_tokens  # noqa: E402
 from moss_model.processor import SpeechRequest  # noqa: E402
 from moss_model.sampling import DecodingParams  # noqa: E402
 
@@ -92,25 +94,33 @@ class Clock:
 
 
 class StepTimes:
-    """Wall seconds of the plain steps: those that neither admitted requests nor ran the whole
-    text head (the work every request costs once, in any schedule). On CPU a step's time is its
-    cost; on CUDA steps are asynchronous and the figure means nothing."""
+    """Steps by pool size, and the wall seconds of the plain ones: steps that neither admitted
+    requests nor ran the whole text head (the work every request costs once, in any schedule).
+    On CPU a step's time is its cost; on CUDA steps are asynchronous and the figures mean nothing."""
 
     def __init__(self) -> None:
-        self.plain: list[float] = []
+        self.steps: dict[int, int] = {}
+        self.plain: dict[int, list[float]] = {}
 
     def drain(self, engine: Engine) -> None:
         """Step until the engine is idle."""
+        plain = self.plain.setdefault(engine.capacity, [])
         while engine.busy:
-            before = (engine.stats.admissions, engine.stats.text_head_rows)
+            before = (engine.stats.steps, engine.stats.admissions, engine.stats.text_head_rows)
             started = time.perf_counter()
             engine.step()
             seconds = time.perf_counter() - started
-            if (engine.stats.admissions, engine.stats.text_head_rows) == before:
-                self.plain.append(seconds)
+            self.steps[engine.capacity] = self.steps.get(engine.capacity, 0) + engine.stats.steps - before[0]
+            if (engine.stats.admissions, engine.stats.text_head_rows) == before[1:]:
+                plain.append(seconds)
 
-    def plain_step_seconds(self) -> float:
-        return float(np.median(self.plain)) if self.plain else 0.0
+    def plain_step_seconds(self, capacity: int) -> float:
+        """The median plain step of a pool of `capacity` slots."""
+        return float(np.median(self.plain[capacity])) if self.plain.get(capacity) else 0.0
+
+    def per_request_work(self, seconds: float) -> float:
+        """What a run of `seconds` cost beyond its steps at their plain cost: the prefills and text-head runs."""
+        return seconds - sum(n * self.plain_step_seconds(capacity) for capacity, n in self.steps.items())
 
 
 def run_continuous(engine: Engine, work, decoding, times: StepTimes | None = None) -> tuple[float, float]:
@@ -122,15 +132,24 @@ def run_continuous(engine: Engine, work, decoding, times: StepTimes | None = Non
     return clock.read()
 
 
-def run_static(engine: Engine, work, decoding, batch: int, times: StepTimes | None = None) -> tuple[float, float]:
+def run_static(model, processor, work, decoding, batch: int, mode: str,
+               times: StepTimes | None = None) -> tuple[float, float, EngineStats]:
+    """Batches of `batch` in the stream's order, each on an engine of its own size (as generate()
+    keeps them: a short last batch computes only its own rows); wall and CPU seconds, the summed stats."""
     times = times or StepTimes()
+    batches = [work[first : first + batch] for first in range(0, len(work), batch)]
+    engines = {len(b): make_engine(model, processor, len(b), work, mode) for b in batches}
     clock = Clock()
-    for first in range(0, len(work), batch):
-        for i, (prompt, frames) in enumerate(work[first : first + batch]):
-            engine.submit(prompt, first + i, decoding, frames)
+    for number, requests in enumerate(batches):
+        engine = engines[len(requests)]
+        for i, (prompt, frames) in enumerate(requests):
+            engine.submit(prompt, number * batch + i, decoding, frames)
         times.drain(engine)  # the next batch waits for this one's longest row
-    synchronize(engine)
-    return clock.read()
+    for engine in engines.values():
+        synchronize(engine)
+    seconds, cpu_seconds = clock.read()
+    stats = EngineStats(**{f.name: sum(getattr(e.stats, f.name) for e in engines.values()) for f in fields(EngineStats)})
+    return seconds, cpu_seconds, stats
 
 
 def synchronize(engine: Engine) -> None:
@@ -138,9 +157,8 @@ def synchronize(engine: Engine) -> None:
         torch.cuda.synchronize(engine.device)
 
 
-def report(name: str, engine: Engine, seconds: float, frames: int, cpu_seconds: float | None = None,
-           times: StepTimes | None = None) -> dict:
-    s = engine.stats
+def report(name: str, s: EngineStats, seconds: float, frames: int, cpu_seconds: float | None = None,
+           times: StepTimes | None = None, capacity: int = 0) -> dict:
     audio_seconds = frames / DEFAULT_FRAME_RATE
     figures = {
         "seconds": seconds, "cpu_seconds": cpu_seconds, "steps": s.steps, "ms_per_step": seconds / max(1, s.steps) * 1000,
@@ -149,9 +167,8 @@ def report(name: str, engine: Engine, seconds: float, frames: int, cpu_seconds: 
         "prefill_seconds": s.prefill_seconds,
     }
     if times is not None:
-        # What the run cost beyond `steps` plain steps: the prefills and text-head runs.
-        figures["plain_step_ms"] = times.plain_step_seconds() * 1000
-        figures["per_request_work_seconds"] = seconds - s.steps * times.plain_step_seconds()
+        figures["plain_step_ms"] = times.plain_step_seconds(capacity) * 1000
+        figures["per_request_work_seconds"] = times.per_request_work(seconds)
     cpu = f" ({cpu_seconds:.2f} CPU-s)" if cpu_seconds is not None else ""
     print(f"{name:>10}: {seconds:7.2f} s{cpu}, {s.steps:5d} steps ({figures['ms_per_step']:.2f} ms/step), "
           f"useful rows {s.useful_fraction:.3f}, {figures['audio_seconds_per_second']:.1f} audio-s/s, "
@@ -195,30 +212,35 @@ def main() -> int:
     print(f"config={args.config} device={args.device} dtype={dtype} requests={len(work)} capacity={args.capacity}")
     print(f"frames per request from {source}: mean {np.mean(frames):.0f}, max {max(frames)}; "
           f"prompts {np.mean([p.ids.shape[0] for p in prompts]):.0f} tokens, shared head {prompts[0].shared_length}")
-    best: dict[str, tuple[float, float, Engine, StepTimes]] = {}
+    best: dict[str, tuple[float, float, EngineStats, StepTimes]] = {}
     for _ in range(args.repeats):  # alternate the two, best of each: the machine's noise hits both alike
         for name in ("static", "continuous"):
-            engine = make_engine(model, processor, args.capacity, work, args.decode,
-                                 "fifo" if name == "static" else args.admission)
             times = StepTimes()
-            seconds, cpu_seconds = (run_static(engine, work, decoding, args.capacity, times) if name == "static"
-                                    else run_continuous(engine, work, decoding, times))
+            if name == "static":
+                seconds, cpu_seconds, stats = run_static(model, processor, work, decoding, args.capacity, args.decode, times)
+            else:
+                engine = make_engine(model, processor, args.capacity, work, args.decode, args.admission)
+                seconds, cpu_seconds = run_continuous(engine, work, decoding, times)
+                stats = engine.stats
             if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, cpu_seconds, engine, times)
-    static_s, static_cpu, static_engine, static_times = best["static"]
-    continuous_s, continuous_cpu, continuous_engine, continuous_times = best["continuous"]
-    static = report("static", static_engine, static_s, total_frames, static_cpu, static_times)
-    continuous = report("continuous", continuous_engine, continuous_s, total_frames, continuous_cpu, continuous_times)
+                best[name] = (seconds, cpu_seconds, stats, times)
+    static_s, static_cpu, static_stats, static_times = best["static"]
+    continuous_s, continuous_cpu, continuous_stats, continuous_times = best["continuous"]
+    static = report("static", static_stats, static_s, total_frames, static_cpu, static_times, args.capacity)
+    continuous = report("continuous", continuous_stats, continuous_s, total_frames, continuous_cpu, continuous_times,
+                        args.capacity)
     # No schedule of this pool can run fewer steps than the useful row-steps fill: that bounds the
     # gain, before the work every request costs in both schedules (its prefill, its text-head rows).
-    fewest_steps = math.ceil(continuous_engine.stats.useful_row_steps / args.capacity)
+    fewest_steps = math.ceil(continuous_stats.useful_row_steps / args.capacity)
     figures = {
         "useful_fraction": continuous["useful_fraction"],
         "static_useful_fraction": static["useful_fraction"],
         "speedup_vs_static": static_s / continuous_s,
         "cpu_speedup_vs_static": static_cpu / continuous_cpu,
-        "steps_ratio": static_engine.stats.steps / continuous_engine.stats.steps,
-        "steps_ratio_ceiling": static_engine.stats.steps / fewest_steps,
+        "steps_ratio": static_stats.steps / continuous_stats.steps,
+        "steps_ratio_ceiling": static_stats.steps / fewest_steps,
+        # The same bound by row-steps: a short last static batch computes fewer rows per step.
+        "row_steps_ratio_ceiling": static_stats.row_steps / (fewest_steps * args.capacity),
         "prefix_cache_saved_fraction": continuous["prefix_cache_saved_fraction"],
         "continuous": continuous, "static": static,
     }
@@ -227,9 +249,10 @@ def main() -> int:
           f"{figures['useful_fraction']:.3f} (target 0.9) vs {figures['static_useful_fraction']:.3f}; prefix cache saved "
           f"{figures['prefix_cache_saved_fraction']:.0%} of prompt tokens")
     print(f"steps: {figures['steps_ratio']:.3f}x fewer than static; no pool of {args.capacity} can do better than "
-          f"{figures['steps_ratio_ceiling']:.3f}x on this stream ({fewest_steps} steps)")
+          f"{figures['steps_ratio_ceiling']:.3f}x on this stream ({fewest_steps} steps), "
+          f"{figures['row_steps_ratio_ceiling']:.3f}x by row-steps")
     if args.device == "cpu":
-        print(f"plain steps (no admission, no text-head run): median {static['plain_step_ms']:.2f} ms static, "
+        print(f"plain steps of {args.capacity} rows (no admission, no text-head run): median {static['plain_step_ms']:.2f} ms static, "
               f"{continuous['plain_step_ms']:.2f} ms continuous; the rest, the work each request costs once "
               f"(prefill, text head): {static['per_request_work_seconds']:.2f} s static, "
               f"{continuous['per_request_work_seconds']:.2f} s continuous")
@@ -252,7 +275,7 @@ def run_pools(args, model, processor, decoding) -> int:
         run_continuous(engine, work[:capacity], decoding)  # warm-up: graph capture, compilation
         engine.reset_stats()
         seconds, _ = run_continuous(engine, work, decoding)
-        results[capacity] = report(f"pool {capacity}", engine, seconds, sum(frames))
+        results[capacity] = report(f"pool {capacity}", engine.stats, seconds, sum(frames))
     if args.json:
         args.json.write_text(json.dumps({"audio_seconds_per_second": {k: v["audio_seconds_per_second"] for k, v in results.items()},
                                          "runs": results}, indent=2))
