@@ -483,37 +483,19 @@ class Engine:
                 entry = self._head_entry(request.prompt.ids[:head], scratch, row)
                 scratch.keys[:, row, :, :head] = entry.keys
                 scratch.values[:, row, :, :head] = entry.values
-        lengths = [p.shape[0] for p in prompts]
-        chunks = [math.ceil((T - head) / chunk) for T in lengths]
-        last_hidden: list[torch.Tensor | None] = [None] * len(members)
-        for index in range(max(chunks)):
-            offset = head + index * chunk
-            rows = torch.full((P, chunk, 1 + c.n_vq), c.audio_pad_code, dtype=torch.long, device=self.device)
-            rows[..., 0] = c.pad_token_id
-            key_valid = torch.zeros(P, offset + chunk, dtype=torch.bool, device=self.device)
-            real = [min(chunk, T - offset) for T in lengths]
-            for row, prompt in enumerate(prompts):
-                if real[row] > 0:
-                    rows[row, : real[row]] = prompt[offset : offset + real[row]]
-                    key_valid[row, : offset + real[row]] = True
-            positions = torch.arange(offset, offset + chunk, device=self.device).expand(P, chunk)
-            out = self.model.hidden_states(rows, positions, key_valid, scratch.window(offset + chunk), offset)
-            for row in range(len(members)):
-                if index == chunks[row] - 1:
-                    last_hidden[row] = out[row, real[row] - 1]
         hidden = torch.zeros(P, c.backbone.hidden_size, dtype=self.model.dtype, device=self.device)
-        for row, h in enumerate(last_hidden):
-            assert h is not None  # every prompt has at least one token after its head
-            hidden[row] = h
+        for row, last in enumerate(self._prefill_chunks(scratch, prompts, head)):
+            hidden[row] = last
         logits = self.model.step_logits(hidden, self.slot_ids)
         for row, (slot, _) in enumerate(members):
-            end = head + chunks[row] * chunk  # the padded chunks' slots too: the row's positions overwrite them
+            # The padded chunks' slots too: the row's own positions overwrite them.
+            end = head + math.ceil((prompts[row].shape[0] - head) / chunk) * chunk
             self.cache.keys[:, slot, :, :end] = scratch.keys[:, row, :, :end]
             self.cache.values[:, slot, :, :end] = scratch.values[:, row, :, :end]
             self.hidden[slot] = hidden[row]
             self.logits.slots[slot] = logits.slots[row]
             self.logits.audio[slot] = logits.audio[row]
-        self.stats.prefill_tokens += sum(lengths) - head * len(members)
+        self.stats.prefill_tokens += sum(p.shape[0] - head for p in prompts)
 
     def _head_entry(self, ids: torch.Tensor, scratch: KVCache, row: int) -> _PrefixEntry:
         """The KV of a shared head (`ids` on the host, hashed without a device read): from the
@@ -524,7 +506,7 @@ class Engine:
             self.stats.prefix_cache_tokens += ids.shape[0]
             return entry
         region = KVCache(scratch.keys[:, row : row + 1], scratch.values[:, row : row + 1])
-        self._prefill_chunks(region, ids.to(self.device), 0, ids.shape[0])
+        self._prefill_chunks(region, [ids.to(self.device)], 0)
         self.stats.prefill_tokens += ids.shape[0]
         L = ids.shape[0]
         entry = _PrefixEntry(region.keys[:, 0, :, :L].clone(), region.values[:, 0, :, :L].clone())
@@ -537,27 +519,36 @@ class Engine:
             self._scratch = self.model.allocate_cache(self.prefill_rows, self.max_row_tokens)
         return self._scratch
 
-    def _prefill_chunks(self, region: KVCache, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Prompt tokens start..end-1 of one row in chunks of fixed length aligned to `start`; the last token's hidden state.
+    def _prefill_chunks(self, region: KVCache, prompts: list[torch.Tensor], start: int) -> list[torch.Tensor]:
+        """Tokens start.. of each prompt, one prompt per row of `region` (rows past the prompts are
+        padding), in chunks of fixed length aligned to `start`; each prompt's last hidden state.
 
-        Every chunk has the same shape (the last is padded), so the KV a prompt leaves does
-        not depend on anything but the prompt.
+        Every chunk has the shape [rows of region, prefill_chunk] (the last one padded), so the KV a
+        prompt leaves depends only on the prompt, `start` and the region's row count.
         """
         c, chunk = self.config, self.prefill_chunk
-        if end <= start:
-            raise ValueError(f"an empty prefill range ({start}..{end})")
-        hidden = torch.empty(0)
-        for first in range(start, end, chunk):
-            real = min(chunk, end - first)
-            rows = torch.full((1, chunk, 1 + c.n_vq), c.audio_pad_code, dtype=torch.long, device=self.device)
+        rows_in_region = region.keys.shape[1]
+        lengths = [p.shape[0] for p in prompts]
+        if min(lengths) <= start:
+            raise ValueError(f"an empty prefill range (a prompt of {min(lengths)} tokens from {start})")
+        chunks = [math.ceil((T - start) / chunk) for T in lengths]
+        last_hidden = [torch.empty(0)] * len(prompts)
+        for index in range(max(chunks)):
+            offset = start + index * chunk
+            rows = torch.full((rows_in_region, chunk, 1 + c.n_vq), c.audio_pad_code, dtype=torch.long, device=self.device)
             rows[..., 0] = c.pad_token_id
-            rows[0, :real] = ids[first : first + real]
-            positions = torch.arange(first, first + chunk, device=self.device)[None]
-            key_valid = torch.zeros(1, first + chunk, dtype=torch.bool, device=self.device)
-            key_valid[:, : first + real] = True
-            out = self.model.hidden_states(rows, positions, key_valid, region.window(first + chunk), first)
-            hidden = out[0, real - 1]
-        return hidden
+            key_valid = torch.zeros(rows_in_region, offset + chunk, dtype=torch.bool, device=self.device)
+            real = [min(chunk, T - offset) for T in lengths]
+            for row, prompt in enumerate(prompts):
+                if real[row] > 0:
+                    rows[row, : real[row]] = prompt[offset : offset + real[row]]
+                    key_valid[row, : offset + real[row]] = True
+            positions = torch.arange(offset, offset + chunk, device=self.device).expand(rows_in_region, chunk)
+            out = self.model.hidden_states(rows, positions, key_valid, region.window(offset + chunk), offset)
+            for row in range(len(prompts)):
+                if index == chunks[row] - 1:
+                    last_hidden[row] = out[row, real[row] - 1]
+        return last_hidden
 
     def _start_row(self, slot: int, request: _Request) -> None:
         c = self.config
