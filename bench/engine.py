@@ -17,11 +17,14 @@ them, so a short last batch computes only its own rows. The two alternate, best 
 wall time and this process's CPU time (the speed-up by CPU time holds when other work shares
 the machine), the useful-row fraction (row-steps of rows still generating / row-steps
 computed), audio seconds per wall second and the prefix cache's share of the prompt tokens.
-The last line gives the ceiling of the step ratio: the static run's steps over the fewest steps
-a full pool could take for the same rows. Every request also costs its prefill and its
-text-head rows in both schedules, so the measured speed-up stays below that ceiling. On CPU the
-script also splits each run's time: the median plain step (no admission, no text-head run) and
-the rest, the work each request costs once whatever the schedule.
+It then gives the ceiling of the step ratio: the static run's steps over the fewest steps a
+full pool could take for the same rows, and the same by row-steps. Every request also costs its
+prefill and its text-head rows in both schedules, so the measured speed-up stays below the
+ceiling. On CPU the script also prints the median plain step (no admission, no text-head run)
+at each pool size, prices both schedules' steps at the static run's plain steps (a CPU step
+costs partly per step, partly per row: the ceiling of the speed-up on this machine,
+`plain_time_ratio_ceiling`), and splits off the rest of each run: the work each request costs
+once whatever the schedule.
 With --config 8b the script prints audio-s/s at each --capacities entry
 (the 8B shape in bf16 with random weights, about 440-token prompts and 190-frame segments).
 """
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 import math
 import sys
 import time
@@ -94,49 +97,59 @@ class Clock:
 
 
 class StepTimes:
-    """Steps by pool size, and the wall seconds of the plain ones: steps that neither admitted
-    requests nor ran the whole text head (the work every request costs once, in any schedule).
-    On CPU a step's time is its cost; on CUDA steps are asynchronous and the figures mean nothing."""
+    """The wall seconds of plain steps by pool size: steps that neither admitted requests nor ran
+    the whole text head (the work every request costs once, in any schedule). On CPU a step's time
+    is its cost; on CUDA steps are asynchronous and the figures mean nothing."""
 
     def __init__(self) -> None:
-        self.steps: dict[int, int] = {}
         self.plain: dict[int, list[float]] = {}
 
     def drain(self, engine: Engine) -> None:
         """Step until the engine is idle."""
         plain = self.plain.setdefault(engine.capacity, [])
         while engine.busy:
-            before = (engine.stats.steps, engine.stats.admissions, engine.stats.text_head_rows)
+            before = (engine.stats.admissions, engine.stats.text_head_rows)
             started = time.perf_counter()
             engine.step()
             seconds = time.perf_counter() - started
-            self.steps[engine.capacity] = self.steps.get(engine.capacity, 0) + engine.stats.steps - before[0]
-            if (engine.stats.admissions, engine.stats.text_head_rows) == before[1:]:
+            if (engine.stats.admissions, engine.stats.text_head_rows) == before:
                 plain.append(seconds)
 
     def plain_step_seconds(self, capacity: int) -> float:
         """The median plain step of a pool of `capacity` slots."""
         return float(np.median(self.plain[capacity])) if self.plain.get(capacity) else 0.0
 
-    def per_request_work(self, seconds: float) -> float:
-        """What a run of `seconds` cost beyond its steps at their plain cost: the prefills and text-head runs."""
-        return seconds - sum(n * self.plain_step_seconds(capacity) for capacity, n in self.steps.items())
+    def plain_seconds(self, steps: dict[int, int]) -> float:
+        """What `steps` (pool size -> steps) cost at the plain steps' median cost."""
+        return sum(n * self.plain_step_seconds(capacity) for capacity, n in steps.items())
 
 
-def run_continuous(engine: Engine, work, decoding, times: StepTimes | None = None) -> tuple[float, float]:
+@dataclass
+class Run:
+    """One schedule's run of the stream."""
+
+    seconds: float
+    cpu_seconds: float
+    stats: EngineStats  # summed over its engines
+    steps: dict[int, int]  # pool size -> steps run at that size
+    times: StepTimes
+
+
+def run_continuous(engine: Engine, work, decoding) -> Run:
     for i, (prompt, frames) in enumerate(work):
         engine.submit(prompt, i, decoding, frames)
+    times = StepTimes()
     clock = Clock()
-    (times or StepTimes()).drain(engine)
+    times.drain(engine)
     synchronize(engine)
-    return clock.read()
+    seconds, cpu_seconds = clock.read()
+    return Run(seconds, cpu_seconds, engine.stats, {engine.capacity: engine.stats.steps}, times)
 
 
-def run_static(model, processor, work, decoding, batch: int, mode: str,
-               times: StepTimes | None = None) -> tuple[float, float, EngineStats]:
+def run_static(model, processor, work, decoding, batch: int, mode: str) -> Run:
     """Batches of `batch` in the stream's order, each on an engine of its own size (as generate()
-    keeps them: a short last batch computes only its own rows); wall and CPU seconds, the summed stats."""
-    times = times or StepTimes()
+    keeps them: a short last batch computes only its own rows)."""
+    times = StepTimes()
     batches = [work[first : first + batch] for first in range(0, len(work), batch)]
     engines = {len(b): make_engine(model, processor, len(b), work, mode) for b in batches}
     clock = Clock()
@@ -149,7 +162,7 @@ def run_static(model, processor, work, decoding, batch: int, mode: str,
         synchronize(engine)
     seconds, cpu_seconds = clock.read()
     stats = EngineStats(**{f.name: sum(getattr(e.stats, f.name) for e in engines.values()) for f in fields(EngineStats)})
-    return seconds, cpu_seconds, stats
+    return Run(seconds, cpu_seconds, stats, {size: e.stats.steps for size, e in engines.items()}, times)
 
 
 def synchronize(engine: Engine) -> None:
@@ -157,19 +170,20 @@ def synchronize(engine: Engine) -> None:
         torch.cuda.synchronize(engine.device)
 
 
-def report(name: str, s: EngineStats, seconds: float, frames: int, cpu_seconds: float | None = None,
-           times: StepTimes | None = None, capacity: int = 0) -> dict:
+def report(name: str, s: EngineStats, seconds: float, frames: int, run: Run | None = None) -> dict:
     audio_seconds = frames / DEFAULT_FRAME_RATE
     figures = {
-        "seconds": seconds, "cpu_seconds": cpu_seconds, "steps": s.steps, "ms_per_step": seconds / max(1, s.steps) * 1000,
+        "seconds": seconds, "steps": s.steps, "ms_per_step": seconds / max(1, s.steps) * 1000,
         "useful_fraction": s.useful_fraction, "audio_seconds_per_second": audio_seconds / seconds,
         "prefix_cache_saved_fraction": s.prefix_cache_saved_fraction, "host_checks": s.host_checks,
         "prefill_seconds": s.prefill_seconds,
     }
-    if times is not None:
-        figures["plain_step_ms"] = times.plain_step_seconds(capacity) * 1000
-        figures["per_request_work_seconds"] = times.per_request_work(seconds)
-    cpu = f" ({cpu_seconds:.2f} CPU-s)" if cpu_seconds is not None else ""
+    cpu = ""
+    if run is not None:
+        figures["cpu_seconds"] = run.cpu_seconds
+        figures["plain_step_ms"] = {size: run.times.plain_step_seconds(size) * 1000 for size in run.steps}
+        figures["per_request_work_seconds"] = seconds - run.times.plain_seconds(run.steps)
+        cpu = f" ({run.cpu_seconds:.2f} CPU-s)"
     print(f"{name:>10}: {seconds:7.2f} s{cpu}, {s.steps:5d} steps ({figures['ms_per_step']:.2f} ms/step), "
           f"useful rows {s.useful_fraction:.3f}, {figures['audio_seconds_per_second']:.1f} audio-s/s, "
           f"prefill {s.prefill_seconds:.2f} s ({s.prefill_tokens} tokens computed, "
@@ -178,7 +192,7 @@ def report(name: str, s: EngineStats, seconds: float, frames: int, cpu_seconds: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", choices=["tiny", "8b"], default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="default: float32 on CPU, bfloat16 on CUDA")
@@ -212,35 +226,31 @@ def main() -> int:
     print(f"config={args.config} device={args.device} dtype={dtype} requests={len(work)} capacity={args.capacity}")
     print(f"frames per request from {source}: mean {np.mean(frames):.0f}, max {max(frames)}; "
           f"prompts {np.mean([p.ids.shape[0] for p in prompts]):.0f} tokens, shared head {prompts[0].shared_length}")
-    best: dict[str, tuple[float, float, EngineStats, StepTimes]] = {}
+    best: dict[str, Run] = {}
     for _ in range(args.repeats):  # alternate the two, best of each: the machine's noise hits both alike
         for name in ("static", "continuous"):
-            times = StepTimes()
             if name == "static":
-                seconds, cpu_seconds, stats = run_static(model, processor, work, decoding, args.capacity, args.decode, times)
+                run = run_static(model, processor, work, decoding, args.capacity, args.decode)
             else:
                 engine = make_engine(model, processor, args.capacity, work, args.decode, args.admission)
-                seconds, cpu_seconds = run_continuous(engine, work, decoding, times)
-                stats = engine.stats
-            if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, cpu_seconds, stats, times)
-    static_s, static_cpu, static_stats, static_times = best["static"]
-    continuous_s, continuous_cpu, continuous_stats, continuous_times = best["continuous"]
-    static = report("static", static_stats, static_s, total_frames, static_cpu, static_times, args.capacity)
-    continuous = report("continuous", continuous_stats, continuous_s, total_frames, continuous_cpu, continuous_times,
-                        args.capacity)
+                run = run_continuous(engine, work, decoding)
+            if name not in best or run.seconds < best[name].seconds:
+                best[name] = run
+    static_run, continuous_run = best["static"], best["continuous"]
+    static = report("static", static_run.stats, static_run.seconds, total_frames, static_run)
+    continuous = report("continuous", continuous_run.stats, continuous_run.seconds, total_frames, continuous_run)
     # No schedule of this pool can run fewer steps than the useful row-steps fill: that bounds the
     # gain, before the work every request costs in both schedules (its prefill, its text-head rows).
-    fewest_steps = math.ceil(continuous_stats.useful_row_steps / args.capacity)
+    fewest_steps = math.ceil(continuous_run.stats.useful_row_steps / args.capacity)
     figures = {
         "useful_fraction": continuous["useful_fraction"],
         "static_useful_fraction": static["useful_fraction"],
-        "speedup_vs_static": static_s / continuous_s,
-        "cpu_speedup_vs_static": static_cpu / continuous_cpu,
-        "steps_ratio": static_stats.steps / continuous_stats.steps,
-        "steps_ratio_ceiling": static_stats.steps / fewest_steps,
+        "speedup_vs_static": static_run.seconds / continuous_run.seconds,
+        "cpu_speedup_vs_static": static_run.cpu_seconds / continuous_run.cpu_seconds,
+        "steps_ratio": static_run.stats.steps / continuous_run.stats.steps,
+        "steps_ratio_ceiling": static_run.stats.steps / fewest_steps,
         # The same bound by row-steps: a short last static batch computes fewer rows per step.
-        "row_steps_ratio_ceiling": static_stats.row_steps / (fewest_steps * args.capacity),
+        "row_steps_ratio_ceiling": static_run.stats.row_steps / (fewest_steps * args.capacity),
         "prefix_cache_saved_fraction": continuous["prefix_cache_saved_fraction"],
         "continuous": continuous, "static": static,
     }
@@ -252,10 +262,17 @@ def main() -> int:
           f"{figures['steps_ratio_ceiling']:.3f}x on this stream ({fewest_steps} steps), "
           f"{figures['row_steps_ratio_ceiling']:.3f}x by row-steps")
     if args.device == "cpu":
-        print(f"plain steps of {args.capacity} rows (no admission, no text-head run): median {static['plain_step_ms']:.2f} ms static, "
-              f"{continuous['plain_step_ms']:.2f} ms continuous; the rest, the work each request costs once "
-              f"(prefill, text head): {static['per_request_work_seconds']:.2f} s static, "
-              f"{continuous['per_request_work_seconds']:.2f} s continuous")
+        # A step's cost on CPU is partly fixed and partly per row: price both schedules' steps at
+        # the static run's measured plain steps (one cost model for both), per-request work left out.
+        plain = static_run.times.plain_step_seconds(args.capacity)
+        if plain:
+            figures["plain_time_ratio_ceiling"] = static_run.times.plain_seconds(static_run.steps) / (fewest_steps * plain)
+        steps_ms = ", ".join(f"{size} rows {ms:.2f} ms" for size, ms in sorted(static["plain_step_ms"].items()))
+        print(f"plain steps (no admission, no text-head run), median: {steps_ms} static; "
+              f"{continuous['plain_step_ms'][args.capacity]:.2f} ms continuous. Priced at those, the static steps "
+              f"cost {figures.get('plain_time_ratio_ceiling', float('nan')):.3f}x what the fewest steps would: the ceiling "
+              f"of the speed-up on this machine before the work each request costs once (prefill, text head): "
+              f"{static['per_request_work_seconds']:.2f} s static, {continuous['per_request_work_seconds']:.2f} s continuous")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
@@ -274,8 +291,8 @@ def run_pools(args, model, processor, decoding) -> int:
         engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission)
         run_continuous(engine, work[:capacity], decoding)  # warm-up: graph capture, compilation
         engine.reset_stats()
-        seconds, _ = run_continuous(engine, work, decoding)
-        results[capacity] = report(f"pool {capacity}", engine.stats, seconds, sum(frames))
+        run = run_continuous(engine, work, decoding)
+        results[capacity] = report(f"pool {capacity}", engine.stats, run.seconds, sum(frames))
     if args.json:
         args.json.write_text(json.dumps({"audio_seconds_per_second": {k: v["audio_seconds_per_second"] for k, v in results.items()},
                                          "runs": results}, indent=2))
