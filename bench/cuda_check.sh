@@ -7,7 +7,9 @@
 #   2. the continuous-batching engine with the 8B shape: audio seconds per second at pools of 64
 #      and 128 rows (about 440-token prompts sharing a voice head, 190-frame segments;
 #      bench/engine.py --config 8b; target at least 300 on one H200) -- first, so that a call cut
-#      short at its time limit still has the figure the issue asks for;
+#      short at its time limit still has the figure the issue asks for; then the tiny config's
+#      stream of 200 Moby-Dick-shaped requests against static batches of 32 on the GPU, where a
+#      step costs about the same at 8 rows as at 32 (the speed-up's ceiling is the step ratio);
 #   3. the 8B shape in bf16: ms per decode step at batch 1 and 16, CUDA graphs first (the default
 #      on CUDA), then eager launches (the in-process baseline); the upstream loop if asked (below);
 #      then graphs over torch.compile'd layers (a compile of a minute or two);
@@ -34,6 +36,7 @@ log="${OUT:-/tmp}/cuda_check.log"
     tests/pipeline/test_stored_audio_cuda.py  # and segment audio decoded 8 rows at a time on the GPU
   # the engine's audio-s/s first: the issue's target, and the step most worth a device's minutes
   timeout 420 python3 bench/engine.py --config 8b --device cuda --capacities 64 128 --json "${OUT:-/tmp}/engine_8b.json"
+  timeout 150 python3 bench/engine.py --device cuda --decode graph --repeats 2 --json "${OUT:-/tmp}/engine_tiny_cuda.json"
   timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 16 --repeats 3 --decode graph eager
   if [ -n "${MOSS_TTS_UPSTREAM:-}" ]; then
     timeout 300 python3 bench/generate.py --config 8b --device cuda --batches 1 --repeats 3 --decode graph \
@@ -46,4 +49,4 @@ log="${OUT:-/tmp}/cuda_check.log"
     || echo "quality bench skipped or failed (needs resemblyzer, pocketsphinx, torchaudio)"
 } 2>&1 | tee "$log"
 echo "== summary =="
-grep -E "^(config=|decode mode|batch |throughput| +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ |capacity | *pool )|passed|failed|error|CPU-s/audio-s" "$log"
+grep -E "^(config=|decode mode|batch |throughput|speed-up vs static|steps: | +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ |capacity | *pool )|passed|failed|error|CPU-s/audio-s" "$log"

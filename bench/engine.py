@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generate import build  # noqa: E402  (the tiny and 8B shapes with random weights)
 
 from moss_model.codec.rates import DEFAULT_FRAME_RATE  # noqa: E402
+from moss_model.decoders import DECODE_MODES  # noqa: E402
 from moss_model.engine import Engine, EngineStats, request_tokens  # noqa: E402
 from moss_model.processor import SpeechRequest  # noqa: E402
 from moss_model.sampling import DecodingParams  # noqa: E402
@@ -82,8 +83,12 @@ def prompts_for(processor, frames: list[int], voice_frames: int, text_words: int
 
 
 def make_engine(model, processor, capacity: int, work, mode: str, admission: str = "fifo") -> Engine:
+    """An engine whose rows hold the largest request of `work`; mode: a --decode choice."""
     rows = max(request_tokens(p, f, model.config.n_vq) for p, f in work)
-    return Engine(model, processor, capacity, max_row_tokens=rows, decode_mode=mode, admission=admission)
+    mode, _, extra = mode.partition("+")
+    compile_layers = None if mode == "auto" else extra == "compile"
+    return Engine(model, processor, capacity, max_row_tokens=rows, decode_mode=mode, compile_layers=compile_layers,
+                  admission=admission)
 
 
 class Clock:
@@ -104,16 +109,19 @@ class StepTimes:
     def __init__(self) -> None:
         self.plain: dict[int, list[float]] = {}
 
-    def drain(self, engine: Engine) -> None:
-        """Step until the engine is idle."""
+    def drain(self, engine: Engine) -> int:
+        """Step until the engine is idle; the most rows one request generated."""
         plain = self.plain.setdefault(engine.capacity, [])
+        longest = 0
         while engine.busy:
             before = (engine.stats.admissions, engine.stats.text_head_rows)
             started = time.perf_counter()
-            engine.step()
+            finished = engine.step()
             seconds = time.perf_counter() - started
             if (engine.stats.admissions, engine.stats.text_head_rows) == before:
                 plain.append(seconds)
+            longest = max([longest] + [f.result.rows.shape[0] for f in finished])
+        return longest
 
     def plain_step_seconds(self, capacity: int) -> float:
         """The median plain step of a pool of `capacity` slots."""
@@ -133,6 +141,7 @@ class Run:
     stats: EngineStats  # summed over its engines
     steps: dict[int, int]  # pool size -> steps run at that size
     times: StepTimes
+    longest_row: int  # the most rows one request generated: no schedule takes fewer steps
 
 
 def run_continuous(engine: Engine, work, decoding) -> Run:
@@ -140,10 +149,10 @@ def run_continuous(engine: Engine, work, decoding) -> Run:
         engine.submit(prompt, i, decoding, frames)
     times = StepTimes()
     clock = Clock()
-    times.drain(engine)
+    longest = times.drain(engine)
     synchronize(engine)
     seconds, cpu_seconds = clock.read()
-    return Run(seconds, cpu_seconds, engine.stats, {engine.capacity: engine.stats.steps}, times)
+    return Run(seconds, cpu_seconds, engine.stats, {engine.capacity: engine.stats.steps}, times, longest)
 
 
 def run_static(model, processor, work, decoding, batch: int, mode: str) -> Run:
@@ -153,16 +162,17 @@ def run_static(model, processor, work, decoding, batch: int, mode: str) -> Run:
     batches = [work[first : first + batch] for first in range(0, len(work), batch)]
     engines = {len(b): make_engine(model, processor, len(b), work, mode) for b in batches}
     clock = Clock()
+    longest = 0
     for number, requests in enumerate(batches):
         engine = engines[len(requests)]
         for i, (prompt, frames) in enumerate(requests):
             engine.submit(prompt, number * batch + i, decoding, frames)
-        times.drain(engine)  # the next batch waits for this one's longest row
+        longest = max(longest, times.drain(engine))  # the next batch waits for this one's longest row
     for engine in engines.values():
         synchronize(engine)
     seconds, cpu_seconds = clock.read()
     stats = EngineStats(**{f.name: sum(getattr(e.stats, f.name) for e in engines.values()) for f in fields(EngineStats)})
-    return Run(seconds, cpu_seconds, stats, {size: e.stats.steps for size, e in engines.items()}, times)
+    return Run(seconds, cpu_seconds, stats, {size: e.stats.steps for size, e in engines.items()}, times, longest)
 
 
 def synchronize(engine: Engine) -> None:
@@ -202,7 +212,9 @@ def main() -> int:
     parser.add_argument("--pools", action="store_true", help="time --capacities (the 8b default) with any config")
     parser.add_argument("--voice-frames", type=int, default=None, help="reference length (default: tiny 125, 8b 250: about 440-token prompts)")
     parser.add_argument("--segment-frames", type=int, default=190, help="8b: frames per segment")
-    parser.add_argument("--decode", default="auto", help="decode mode (see moss_model.decoders)")
+    parser.add_argument("--decode", default="auto", choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
+                        help="decode mode (see moss_model.decoders); auto = the engine's defaults (CUDA graphs over "
+                             "compiled layers on CUDA, eager on CPU); graph and static run uncompiled layers")
     parser.add_argument("--admission", default="longest_first", help="the continuous engine's admission order")
     parser.add_argument("--book", type=Path, default=BOOK)
     parser.add_argument("--json", type=Path, default=None)
@@ -239,9 +251,10 @@ def main() -> int:
     static_run, continuous_run = best["static"], best["continuous"]
     static = report("static", static_run.stats, static_run.seconds, total_frames, static_run)
     continuous = report("continuous", continuous_run.stats, continuous_run.seconds, total_frames, continuous_run)
-    # No schedule of this pool can run fewer steps than the useful row-steps fill: that bounds the
-    # gain, before the work every request costs in both schedules (its prefill, its text-head rows).
-    fewest_steps = math.ceil(continuous_run.stats.useful_row_steps / args.capacity)
+    # No schedule of this pool can run fewer steps than the useful row-steps fill, nor fewer than
+    # the longest request's rows: that bounds the gain, before the work every request costs in
+    # both schedules (its prefill, its text-head rows).
+    fewest_steps = max(math.ceil(continuous_run.stats.useful_row_steps / args.capacity), continuous_run.longest_row)
     figures = {
         "useful_fraction": continuous["useful_fraction"],
         "static_useful_fraction": static["useful_fraction"],
@@ -264,15 +277,16 @@ def main() -> int:
     if args.device == "cpu":
         # A step's cost on CPU is partly fixed and partly per row: price both schedules' steps at
         # the static run's measured plain steps (one cost model for both), per-request work left out.
-        plain = static_run.times.plain_step_seconds(args.capacity)
-        if plain:
-            figures["plain_time_ratio_ceiling"] = static_run.times.plain_seconds(static_run.steps) / (fewest_steps * plain)
         steps_ms = ", ".join(f"{size} rows {ms:.2f} ms" for size, ms in sorted(static["plain_step_ms"].items()))
         print(f"plain steps (no admission, no text-head run), median: {steps_ms} static; "
-              f"{continuous['plain_step_ms'][args.capacity]:.2f} ms continuous. Priced at those, the static steps "
-              f"cost {figures.get('plain_time_ratio_ceiling', float('nan')):.3f}x what the fewest steps would: the ceiling "
-              f"of the speed-up on this machine before the work each request costs once (prefill, text head): "
-              f"{static['per_request_work_seconds']:.2f} s static, {continuous['per_request_work_seconds']:.2f} s continuous")
+              f"{continuous['plain_step_ms'][args.capacity]:.2f} ms continuous; the rest, the work each request costs "
+              f"once (prefill, text head): {static['per_request_work_seconds']:.2f} s static, "
+              f"{continuous['per_request_work_seconds']:.2f} s continuous")
+        plain = static_run.times.plain_step_seconds(args.capacity)
+        if plain:  # (a stream shorter than one batch has no static step of the pool's size)
+            ceiling = figures["plain_time_ratio_ceiling"] = static_run.times.plain_seconds(static_run.steps) / (fewest_steps * plain)
+            print(f"priced at the static run's plain steps, the static steps cost {ceiling:.3f}x what the fewest "
+                  "would: the ceiling of the speed-up on this machine, before the work each request costs once")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
