@@ -13,10 +13,12 @@ runs exactly to its own frame limit: the plan's estimate.
 The same stream also runs as static batches of the same size in the same process, in the
 stream's order: a batch is submitted whole and the next waits until its longest row ends (what
 `generate()` on fixed batches did), each on an engine of its own size as `generate()` keeps
-them, so a short last batch computes only its own rows. The two alternate, best of --repeats each. Both print steps,
-wall time and this process's CPU time (the speed-up by CPU time holds when other work shares
-the machine), the useful-row fraction (row-steps of rows still generating / row-steps
-computed), audio seconds per wall second and the prefix cache's share of the prompt tokens.
+them, so a short last batch computes only its own rows. On CPU the two schedules take turns
+step by step, so that the machine's noise falls on both alike, until each has run --repeats
+whole passes (the faster one runs more); on CUDA they alternate whole passes. Each prints its
+median pass: steps, wall time and this process's CPU time, the useful-row fraction (row-steps
+of rows still generating / row-steps computed), audio seconds per wall second and the prefix
+cache's share of the prompt tokens.
 It then gives the ceiling of the step ratio: the static run's steps over the fewest steps a
 full pool could take for the same rows, and the same by row-steps. Every request also costs its
 prefill and its text-head rows in both schedules, so the measured speed-up stays below the
@@ -37,6 +39,7 @@ from dataclasses import dataclass, fields
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,78 +104,99 @@ class Clock:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-class StepTimes:
-    """The wall seconds of plain steps by pool size: steps that neither admitted requests nor ran
-    the whole text head (the work every request costs once, in any schedule). On CPU a step's time
-    is its cost; on CUDA steps are asynchronous and the figures mean nothing."""
+class Pass:
+    """One run of the stream under one schedule, stepped from outside: on CPU two schedules take
+    turns step by step, so the machine's noise falls on both alike.
 
-    def __init__(self) -> None:
+    batches: (engine, [(request id, (prompt, frames))]) in order; a batch is submitted whole and
+    the next waits until it has ended (the continuous pool is one batch of the whole stream).
+    Besides its time, a pass keeps the wall seconds of its plain steps by pool size: steps that
+    neither admitted requests nor ran the whole text head (the work every request costs once, in
+    any schedule). On CPU a step's time is its cost; on CUDA steps are asynchronous and the
+    plain-step figures mean nothing.
+    """
+
+    def __init__(self, batches: list[tuple[Engine, list]], decoding: DecodingParams) -> None:
+        self.seconds = self.cpu_seconds = 0.0
         self.plain: dict[int, list[float]] = {}
+        self.longest_row = 0  # the most rows one request generated: no schedule takes fewer steps
+        self.stats = EngineStats()  # summed over its engines, once it has ended
+        self.steps: dict[int, int] = {}  # pool size -> steps run at that size, once it has ended
+        self._steps = self._run(batches, decoding)
 
-    def drain(self, engine: Engine) -> int:
-        """Step until the engine is idle; the most rows one request generated."""
-        plain = self.plain.setdefault(engine.capacity, [])
-        longest = 0
-        while engine.busy:
-            before = (engine.stats.admissions, engine.stats.text_head_rows)
-            started = time.perf_counter()
-            finished = engine.step()
-            seconds = time.perf_counter() - started
-            if (engine.stats.admissions, engine.stats.text_head_rows) == before:
-                plain.append(seconds)
-            longest = max([longest] + [f.result.rows.shape[0] for f in finished])
-        return longest
+    def _run(self, batches: list[tuple[Engine, list]], decoding: DecodingParams) -> Iterator[None]:
+        engines = {engine.capacity: engine for engine, _ in batches}
+        for engine, requests in batches:
+            for request_id, (prompt, frames) in requests:
+                engine.submit(prompt, request_id, decoding, frames)
+            plain = self.plain.setdefault(engine.capacity, [])
+            while engine.busy:
+                before = (engine.stats.admissions, engine.stats.text_head_rows)
+                started = time.perf_counter()
+                finished = engine.step()
+                seconds = time.perf_counter() - started
+                if (engine.stats.admissions, engine.stats.text_head_rows) == before:
+                    plain.append(seconds)
+                self.longest_row = max([self.longest_row] + [f.result.rows.shape[0] for f in finished])
+                yield
+        for engine in engines.values():
+            synchronize(engine)
+        self.stats = EngineStats(**{f.name: sum(getattr(e.stats, f.name) for e in engines.values())
+                                    for f in fields(EngineStats)})
+        self.steps = {size: e.stats.steps for size, e in engines.items()}
+
+    def advance(self, steps: int | None) -> bool:
+        """Run `steps` more steps (None: to the end), adding their time; whether the pass goes on."""
+        clock = Clock()
+        going = True
+        for _ in range(steps) if steps is not None else iter(int, 1):
+            if next(self._steps, StopIteration) is StopIteration:
+                going = False
+                break
+        wall, cpu = clock.read()
+        self.seconds += wall
+        self.cpu_seconds += cpu
+        return going
 
     def plain_step_seconds(self, capacity: int) -> float:
         """The median plain step of a pool of `capacity` slots."""
         return float(np.median(self.plain[capacity])) if self.plain.get(capacity) else 0.0
 
-    def plain_seconds(self, steps: dict[int, int]) -> float:
-        """What `steps` (pool size -> steps) cost at the plain steps' median cost."""
-        return sum(n * self.plain_step_seconds(capacity) for capacity, n in steps.items())
+    def plain_seconds(self) -> float:
+        """What its steps would cost at the plain steps' median cost."""
+        return sum(n * self.plain_step_seconds(capacity) for capacity, n in self.steps.items())
 
 
-@dataclass
-class Run:
-    """One schedule's run of the stream."""
-
-    seconds: float
-    cpu_seconds: float
-    stats: EngineStats  # summed over its engines
-    steps: dict[int, int]  # pool size -> steps run at that size
-    times: StepTimes
-    longest_row: int  # the most rows one request generated: no schedule takes fewer steps
+def continuous_pass(model, processor, work, decoding, capacity: int, mode: str, admission: str) -> Pass:
+    engine = make_engine(model, processor, capacity, work, mode, admission)
+    return Pass([(engine, list(enumerate(work)))], decoding)
 
 
-def run_continuous(engine: Engine, work, decoding) -> Run:
-    for i, (prompt, frames) in enumerate(work):
-        engine.submit(prompt, i, decoding, frames)
-    times = StepTimes()
-    clock = Clock()
-    longest = times.drain(engine)
-    synchronize(engine)
-    seconds, cpu_seconds = clock.read()
-    return Run(seconds, cpu_seconds, engine.stats, {engine.capacity: engine.stats.steps}, times, longest)
-
-
-def run_static(model, processor, work, decoding, batch: int, mode: str) -> Run:
+def static_pass(model, processor, work, decoding, batch: int, mode: str) -> Pass:
     """Batches of `batch` in the stream's order, each on an engine of its own size (as generate()
     keeps them: a short last batch computes only its own rows)."""
-    times = StepTimes()
-    batches = [work[first : first + batch] for first in range(0, len(work), batch)]
+    numbered = list(enumerate(work))
+    batches = [numbered[first : first + batch] for first in range(0, len(work), batch)]
     engines = {len(b): make_engine(model, processor, len(b), work, mode) for b in batches}
-    clock = Clock()
-    longest = 0
-    for number, requests in enumerate(batches):
-        engine = engines[len(requests)]
-        for i, (prompt, frames) in enumerate(requests):
-            engine.submit(prompt, number * batch + i, decoding, frames)
-        longest = max(longest, times.drain(engine))  # the next batch waits for this one's longest row
-    for engine in engines.values():
-        synchronize(engine)
-    seconds, cpu_seconds = clock.read()
-    stats = EngineStats(**{f.name: sum(getattr(e.stats, f.name) for e in engines.values()) for f in fields(EngineStats)})
-    return Run(seconds, cpu_seconds, stats, {size: e.stats.steps for size, e in engines.items()}, times, longest)
+    return Pass([(engines[len(b)], b) for b in batches], decoding)
+
+
+def race(make: dict[str, Callable[[], Pass]], repeats: int, turn: int | None) -> dict[str, list[Pass]]:
+    """Whole passes of each schedule, at least `repeats` of each, the schedules taking turns of
+    `turn` steps (None: whole passes, one schedule after the other). A pass left unfinished when
+    the last schedule completes its repeats is dropped."""
+    done: dict[str, list[Pass]] = {name: [] for name in make}
+    current = {name: build() for name, build in make.items()}
+    while min(len(passes) for passes in done.values()) < repeats:
+        for name, build in make.items():
+            if not current[name].advance(turn):
+                done[name].append(current[name])
+                current[name] = build()
+    return done
+
+
+def median_pass(passes: list[Pass]) -> Pass:
+    return sorted(passes, key=lambda p: p.seconds)[len(passes) // 2]
 
 
 def synchronize(engine: Engine) -> None:
@@ -180,24 +204,24 @@ def synchronize(engine: Engine) -> None:
         torch.cuda.synchronize(engine.device)
 
 
-def report(name: str, s: EngineStats, seconds: float, frames: int, run: Run | None = None) -> dict:
-    audio_seconds = frames / DEFAULT_FRAME_RATE
+def report(name: str, run: Pass, frames: int, plain_steps: bool = False) -> dict:
+    """Print a pass's figures and return them; plain_steps: with its plain steps' split (CPU)."""
+    s, seconds = run.stats, run.seconds
     figures = {
-        "seconds": seconds, "steps": s.steps, "ms_per_step": seconds / max(1, s.steps) * 1000,
-        "useful_fraction": s.useful_fraction, "audio_seconds_per_second": audio_seconds / seconds,
+        "seconds": seconds, "cpu_seconds": run.cpu_seconds, "steps": s.steps,
+        "ms_per_step": seconds / max(1, s.steps) * 1000, "useful_fraction": s.useful_fraction,
+        "audio_seconds_per_second": frames / DEFAULT_FRAME_RATE / seconds,
         "prefix_cache_saved_fraction": s.prefix_cache_saved_fraction, "host_checks": s.host_checks,
         "prefill_seconds": s.prefill_seconds,
     }
-    cpu = ""
-    if run is not None:
-        figures["cpu_seconds"] = run.cpu_seconds
-        figures["plain_step_ms"] = {size: run.times.plain_step_seconds(size) * 1000 for size in run.steps}
-        figures["per_request_work_seconds"] = seconds - run.times.plain_seconds(run.steps)
-        cpu = f" ({run.cpu_seconds:.2f} CPU-s)"
-    print(f"{name:>10}: {seconds:7.2f} s{cpu}, {s.steps:5d} steps ({figures['ms_per_step']:.2f} ms/step), "
-          f"useful rows {s.useful_fraction:.3f}, {figures['audio_seconds_per_second']:.1f} audio-s/s, "
-          f"prefill {s.prefill_seconds:.2f} s ({s.prefill_tokens} tokens computed, "
-          f"{s.prefix_cache_saved_fraction:.0%} from the prefix cache), {s.host_checks} host checks")
+    if plain_steps:
+        figures["plain_step_ms"] = {size: run.plain_step_seconds(size) * 1000 for size in run.steps}
+        figures["per_request_work_seconds"] = seconds - run.plain_seconds()
+    print(f"{name:>10}: {seconds:7.2f} s ({run.cpu_seconds:.2f} CPU-s), {s.steps:5d} steps "
+          f"({figures['ms_per_step']:.2f} ms/step), useful rows {s.useful_fraction:.3f}, "
+          f"{figures['audio_seconds_per_second']:.1f} audio-s/s, prefill {s.prefill_seconds:.2f} s "
+          f"({s.prefill_tokens} tokens computed, {s.prefix_cache_saved_fraction:.0%} from the prefix cache), "
+          f"{s.host_checks} host checks")
     return figures
 
 
@@ -219,7 +243,7 @@ def main() -> int:
     parser.add_argument("--book", type=Path, default=BOOK)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each schedule (best of)")
+    parser.add_argument("--repeats", type=int, default=3, help="whole passes of each schedule at least (the median is reported)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
     if args.threads:
@@ -238,19 +262,20 @@ def main() -> int:
     print(f"config={args.config} device={args.device} dtype={dtype} requests={len(work)} capacity={args.capacity}")
     print(f"frames per request from {source}: mean {np.mean(frames):.0f}, max {max(frames)}; "
           f"prompts {np.mean([p.ids.shape[0] for p in prompts]):.0f} tokens, shared head {prompts[0].shared_length}")
-    best: dict[str, Run] = {}
-    for _ in range(args.repeats):  # alternate the two, best of each: the machine's noise hits both alike
-        for name in ("static", "continuous"):
-            if name == "static":
-                run = run_static(model, processor, work, decoding, args.capacity, args.decode)
-            else:
-                engine = make_engine(model, processor, args.capacity, work, args.decode, args.admission)
-                run = run_continuous(engine, work, decoding)
-            if name not in best or run.seconds < best[name].seconds:
-                best[name] = run
-    static_run, continuous_run = best["static"], best["continuous"]
-    static = report("static", static_run.stats, static_run.seconds, total_frames, static_run)
-    continuous = report("continuous", continuous_run.stats, continuous_run.seconds, total_frames, continuous_run)
+    # On CPU the two schedules take turns step by step, so that the machine's noise falls on both
+    # alike; on CUDA a step's time is not its cost until synchronised, so they alternate whole passes.
+    turn = None if args.device.startswith("cuda") else 1
+    passes = race({
+        "static": lambda: static_pass(model, processor, work, decoding, args.capacity, args.decode),
+        "continuous": lambda: continuous_pass(model, processor, work, decoding, args.capacity, args.decode,
+                                              args.admission),
+    }, args.repeats, turn)
+    on_cpu = args.device == "cpu"
+    static_run, continuous_run = median_pass(passes["static"]), median_pass(passes["continuous"])
+    print(f"the median of {len(passes['static'])} static and {len(passes['continuous'])} continuous passes"
+          + (", taking turns step by step:" if turn else ":"))
+    static = report("static", static_run, total_frames, on_cpu)
+    continuous = report("continuous", continuous_run, total_frames, on_cpu)
     # No schedule of this pool can run fewer steps than the useful row-steps fill, nor fewer than
     # the longest request's rows: that bounds the gain, before the work every request costs in
     # both schedules (its prefill, its text-head rows).
@@ -274,7 +299,7 @@ def main() -> int:
     print(f"steps: {figures['steps_ratio']:.3f}x fewer than static; no pool of {args.capacity} can do better than "
           f"{figures['steps_ratio_ceiling']:.3f}x on this stream ({fewest_steps} steps), "
           f"{figures['row_steps_ratio_ceiling']:.3f}x by row-steps")
-    if args.device == "cpu":
+    if on_cpu:
         # A step's cost on CPU is partly fixed and partly per row: price both schedules' steps at
         # the static run's measured plain steps (one cost model for both), per-request work left out.
         steps_ms = ", ".join(f"{size} rows {ms:.2f} ms" for size, ms in sorted(static["plain_step_ms"].items()))
@@ -282,9 +307,9 @@ def main() -> int:
               f"{continuous['plain_step_ms'][args.capacity]:.2f} ms continuous; the rest, the work each request costs "
               f"once (prefill, text head): {static['per_request_work_seconds']:.2f} s static, "
               f"{continuous['per_request_work_seconds']:.2f} s continuous")
-        plain = static_run.times.plain_step_seconds(args.capacity)
+        plain = static_run.plain_step_seconds(args.capacity)
         if plain:  # (a stream shorter than one batch has no static step of the pool's size)
-            ceiling = figures["plain_time_ratio_ceiling"] = static_run.times.plain_seconds(static_run.steps) / (fewest_steps * plain)
+            ceiling = figures["plain_time_ratio_ceiling"] = static_run.plain_seconds() / (fewest_steps * plain)
             print(f"priced at the static run's plain steps, the static steps cost {ceiling:.3f}x what the fewest "
                   "would: the ceiling of the speed-up on this machine, before the work each request costs once")
     if args.json:
@@ -303,10 +328,11 @@ def run_pools(args, model, processor, decoding) -> int:
         print(f"capacity {capacity}: {len(work)} requests, prompts {prompts[0].ids.shape[0]} tokens "
               f"(shared head {prompts[0].shared_length}), {args.segment_frames} frames each")
         engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission)
-        run_continuous(engine, work[:capacity], decoding)  # warm-up: graph capture, compilation
+        Pass([(engine, list(enumerate(work[:capacity])))], decoding).advance(None)  # warm-up: graphs, compilation
         engine.reset_stats()
-        run = run_continuous(engine, work, decoding)
-        results[capacity] = report(f"pool {capacity}", engine.stats, run.seconds, sum(frames))
+        run = Pass([(engine, list(enumerate(work)))], decoding)
+        run.advance(None)
+        results[capacity] = report(f"pool {capacity}", run, sum(frames))
     if args.json:
         args.json.write_text(json.dumps({"audio_seconds_per_second": {k: v["audio_seconds_per_second"] for k, v in results.items()},
                                          "runs": results}, indent=2))
