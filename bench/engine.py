@@ -212,7 +212,8 @@ def report(name: str, run: Pass, frames: int, plain_steps: bool = False) -> dict
         "ms_per_step": seconds / max(1, s.steps) * 1000, "useful_fraction": s.useful_fraction,
         "audio_seconds_per_second": frames / DEFAULT_FRAME_RATE / seconds,
         "prefix_cache_saved_fraction": s.prefix_cache_saved_fraction, "host_checks": s.host_checks,
-        "prefill_seconds": s.prefill_seconds,
+        "prefill_seconds": s.prefill_seconds, "prefill_tokens": s.prefill_tokens,
+        "prefill_positions": s.prefill_positions,
     }
     if plain_steps:
         figures["plain_step_ms"] = {size: run.plain_step_seconds(size) * 1000 for size in run.steps}
@@ -220,7 +221,8 @@ def report(name: str, run: Pass, frames: int, plain_steps: bool = False) -> dict
     print(f"{name:>10}: {seconds:7.2f} s ({run.cpu_seconds:.2f} CPU-s), {s.steps:5d} steps "
           f"({figures['ms_per_step']:.2f} ms/step), useful rows {s.useful_fraction:.3f}, "
           f"{figures['audio_seconds_per_second']:.1f} audio-s/s, prefill {s.prefill_seconds:.2f} s "
-          f"({s.prefill_tokens} tokens computed, {s.prefix_cache_saved_fraction:.0%} from the prefix cache), "
+          f"({s.prefill_tokens} tokens computed in {s.prefill_positions} positions with the fixed shapes' padding, "
+          f"{s.prefix_cache_saved_fraction:.0%} from the prefix cache), "
           f"{s.host_checks} host checks")
     return figures
 

@@ -104,6 +104,7 @@ class EngineStats:
     row_steps: int = 0  # steps x capacity
     useful_row_steps: int = 0  # row-steps of admitted rows that had not yet ended
     prefill_tokens: int = 0  # prompt tokens computed
+    prefill_positions: int = 0  # positions the prefill forwards ran: those tokens and the padding of fixed shapes
     prefix_cache_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     admissions: int = 0
     text_head_rows: int = 0  # rows run through the whole text head (runs x free_text_rows)
@@ -545,6 +546,7 @@ class Engine:
                     key_valid[row, : offset + real[row]] = True
             positions = torch.arange(offset, offset + chunk, device=self.device).expand(rows_in_region, chunk)
             out = self.model.hidden_states(rows, positions, key_valid, region.window(offset + chunk), offset)
+            self.stats.prefill_positions += rows_in_region * chunk
             for row in range(len(prompts)):
                 if index == chunks[row] - 1:
                     last_hidden[row] = out[row, real[row] - 1]

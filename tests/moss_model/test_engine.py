@@ -1,12 +1,13 @@
 """The continuous-batching engine: rows join and leave at any step, and a row's frames never
 depend on the schedule (capacity, admission order, what else shares the pool)."""
 
+import math
 import random
 
 import pytest
 import torch
 
-from moss_model.engine import Engine, capacity_for_memory, kv_bytes_per_token, row_bytes
+from moss_model.engine import PREFILL_CHUNK, PREFILL_ROWS, Engine, capacity_for_memory, kv_bytes_per_token, row_bytes
 from moss_model.processor import SpeechRequest
 from moss_model.sampling import DecodingParams, SamplingParams
 
@@ -180,6 +181,9 @@ def test_a_prefix_cache_hit_gives_the_logits_of_a_full_prefill(tiny_model):
     warm._admit()
     assert warm.stats.prefix_cache_tokens == L  # the second request reused the first one's head
     assert warm.stats.prefill_tokens == first.ids.shape[0] + second.ids.shape[0] - L
+    # The head alone in whole chunks of one row, then both rests together in chunks of prefill_rows rows.
+    rest_chunks = math.ceil((max(first.ids.shape[0], second.ids.shape[0]) - L) / PREFILL_CHUNK)
+    assert warm.stats.prefill_positions == (math.ceil(L / PREFILL_CHUNK) + PREFILL_ROWS * rest_chunks) * PREFILL_CHUNK
     cold = Engine(tts.model, tts.processor, 1, max_row_tokens=1024)
     cold.submit(second, 2, max_new_frames=5)
     cold._admit()
