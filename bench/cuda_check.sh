@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of the generation engine, as one prepared run of about nine minutes on one
+# The GPU check of the generation engine, as one prepared run of about ten minutes on one
 # H100 or H200 (the device machines have PyTorch, tokenizers and safetensors already):
 #   1. CUDA graph replays give the rows of the same fixed-shape step run eagerly, and the bf16
 #      fixed-shape step agrees with the eager one (tests/moss_model/test_cuda_decode.py); a segment's
@@ -15,7 +15,9 @@
 #      then graphs over torch.compile'd layers (a compile of a minute or two);
 #   4. the decode step alone in each mode, without sampling (bench/decode_step.py);
 #   5. the per-segment quality measures (bench/quality.py): speaker embeddings on the GPU, PocketSphinx
-#      on a core, in CPU-s per audio-s and cores needed at 300 audio-s/s (60 s at most).
+#      on a core, in CPU-s per audio-s and cores needed at 300 audio-s/s (60 s at most);
+#   6. if time is left: the 8B pool of 128 again with prefill chunks of 128 tokens, against the
+#      default of 64 in step 2 (the padding each prompt's last chunk wastes, priced on the GPU).
 # To see where time goes: bench/generate.py --profile or --sync-debug, bench/decode_step.py.
 # Usage, from the repository root: bash bench/cuda_check.sh   (the log also goes to $OUT when set)
 # With MOSS_TTS_UPSTREAM set to a checkout of OpenMOSS/MOSS-TTS (never part of this project;
@@ -47,6 +49,7 @@ log="${OUT:-/tmp}/cuda_check.log"
   # 5. quality measures per audio second with the speaker encoder on the GPU (PocketSphinx stays on a CPU core)
   timeout 60 python3 bench/quality.py --device cuda --seconds 120 --asr-seconds 10 --narration-rate 300 \
     || echo "quality bench skipped or failed (needs resemblyzer, pocketsphinx, torchaudio)"
+  timeout 150 python3 bench/engine.py --config 8b --device cuda --capacities 128 --prefill-chunk 128
 } 2>&1 | tee "$log"
 echo "== summary =="
 grep -E "^(config=|decode mode|batch |throughput|speed-up vs static|steps: | +[0-9]+ +[0-9.]+ | +(static|graph|graph\+compile) +[0-9]+ |capacity | *pool )|passed|failed|error|CPU-s/audio-s" "$log"

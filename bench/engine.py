@@ -52,7 +52,7 @@ from generate import build  # noqa: E402  (the tiny and 8B shapes with random we
 
 from moss_model.codec.rates import DEFAULT_FRAME_RATE  # noqa: E402
 from moss_model.decoders import DECODE_MODES  # noqa: E402
-from moss_model.engine import Engine, EngineStats, request_tokens  # noqa: E402
+from moss_model.engine import PREFILL_CHUNK, Engine, EngineStats, request_tokens  # noqa: E402
 from moss_model.processor import SpeechRequest  # noqa: E402
 from moss_model.sampling import DecodingParams  # noqa: E402
 
@@ -85,13 +85,14 @@ def prompts_for(processor, frames: list[int], voice_frames: int, text_words: int
     return prompts
 
 
-def make_engine(model, processor, capacity: int, work, mode: str, admission: str = "fifo") -> Engine:
+def make_engine(model, processor, capacity: int, work, mode: str, admission: str = "fifo",
+                prefill_chunk: int = PREFILL_CHUNK) -> Engine:
     """An engine whose rows hold the largest request of `work`; mode: a --decode choice."""
-    rows = max(request_tokens(p, f, model.config.n_vq) for p, f in work)
+    rows = max(request_tokens(p, f, model.config.n_vq, prefill_chunk) for p, f in work)
     mode, _, extra = mode.partition("+")
     compile_layers = None if mode == "auto" else extra == "compile"
     return Engine(model, processor, capacity, max_row_tokens=rows, decode_mode=mode, compile_layers=compile_layers,
-                  admission=admission)
+                  admission=admission, prefill_chunk=prefill_chunk)
 
 
 class Clock:
@@ -167,17 +168,18 @@ class Pass:
         return sum(n * self.plain_step_seconds(capacity) for capacity, n in self.steps.items())
 
 
-def continuous_pass(model, processor, work, decoding, capacity: int, mode: str, admission: str) -> Pass:
-    engine = make_engine(model, processor, capacity, work, mode, admission)
+def continuous_pass(model, processor, work, decoding, capacity: int, mode: str, admission: str,
+                    prefill_chunk: int) -> Pass:
+    engine = make_engine(model, processor, capacity, work, mode, admission, prefill_chunk)
     return Pass([(engine, list(enumerate(work)))], decoding)
 
 
-def static_pass(model, processor, work, decoding, batch: int, mode: str) -> Pass:
+def static_pass(model, processor, work, decoding, batch: int, mode: str, prefill_chunk: int) -> Pass:
     """Batches of `batch` in the stream's order, each on an engine of its own size (as generate()
     keeps them: a short last batch computes only its own rows)."""
     numbered = list(enumerate(work))
     batches = [numbered[first : first + batch] for first in range(0, len(work), batch)]
-    engines = {len(b): make_engine(model, processor, len(b), work, mode) for b in batches}
+    engines = {len(b): make_engine(model, processor, len(b), work, mode, prefill_chunk=prefill_chunk) for b in batches}
     return Pass([(engines[len(b)], b) for b in batches], decoding)
 
 
@@ -241,6 +243,7 @@ def main() -> int:
     parser.add_argument("--decode", default="auto", choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
                         help="decode mode (see moss_model.decoders); auto = the engine's defaults (CUDA graphs over "
                              "compiled layers on CUDA, eager on CPU); graph and static run uncompiled layers")
+    parser.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK, help="prompt tokens per prefill forward")
     parser.add_argument("--admission", default="longest_first", help="the continuous engine's admission order")
     parser.add_argument("--book", type=Path, default=BOOK)
     parser.add_argument("--json", type=Path, default=None)
@@ -268,9 +271,9 @@ def main() -> int:
     # alike; on CUDA a step's time is not its cost until synchronised, so they alternate whole passes.
     turn = None if args.device.startswith("cuda") else 1
     passes = race({
-        "static": lambda: static_pass(model, processor, work, decoding, args.capacity, args.decode),
+        "static": lambda: static_pass(model, processor, work, decoding, args.capacity, args.decode, args.prefill_chunk),
         "continuous": lambda: continuous_pass(model, processor, work, decoding, args.capacity, args.decode,
-                                              args.admission),
+                                              args.admission, args.prefill_chunk),
     }, args.repeats, turn)
     on_cpu = args.device == "cpu"
     static_run, continuous_run = median_pass(passes["static"]), median_pass(passes["continuous"])
@@ -329,7 +332,7 @@ def run_pools(args, model, processor, decoding) -> int:
         work = list(zip(prompts, frames))
         print(f"capacity {capacity}: {len(work)} requests, prompts {prompts[0].ids.shape[0]} tokens "
               f"(shared head {prompts[0].shared_length}), {args.segment_frames} frames each")
-        engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission)
+        engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission, args.prefill_chunk)
         Pass([(engine, list(enumerate(work[:capacity])))], decoding).advance(None)  # warm-up: graphs, compilation
         engine.reset_stats()
         run = Pass([(engine, list(enumerate(work)))], decoding)
