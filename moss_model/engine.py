@@ -67,11 +67,12 @@ NOT_DELAYING = -1
 TEXT_STEPS_ALLOWANCE = 16  # text tokens a row may spend outside audio before and after its audio
 # Prompt tokens per prefill forward, and prompts prefilled together. A forward of several rows
 # reads the weights once, and the rows admitted on one step are often that many. Each prompt's
-# last chunk is padded to full length, so shorter chunks waste fewer positions; 4 rows of 64 is
-# still about as many positions as an 8B forward needs to be bound by compute, not by reading
-# its weights, on an H100 or H200 (2 FLOP per weight byte per position in bf16), so the padding
-# saved is time saved. The 8B bench's prompts (303-token head, 141 more tokens) run 192 positions
-# a row in chunks of 64 against 256 in chunks of 128 (bench/engine.py prints prefill positions).
+# last chunk is padded to full length, so shorter chunks waste fewer positions. 4 rows of 64 are
+# 256 positions, about the ridge of an H100 or H200 in bf16 (a forward does one FLOP per weight
+# byte per position; the ridge is about 300 FLOP per byte on an H100, 200 on an H200), so such a
+# forward costs about what reading the weights costs and the padding saved is mostly time saved.
+# The 8B bench's prompts (303-token head, 141 more tokens) run 192 positions a row in chunks of
+# 64 against 256 in chunks of 128. Not yet timed on a GPU: bench/cuda_check.sh prices the two.
 PREFILL_CHUNK = 64
 PREFILL_ROWS = 4
 # Prompt tokens a running pool prefills on one step: a whole admission group of long segments
