@@ -215,7 +215,7 @@ def report(name: str, run: Pass, frames: int, plain_steps: bool = False) -> dict
         "audio_seconds_per_second": frames / DEFAULT_FRAME_RATE / seconds,
         "prefix_cache_saved_fraction": s.prefix_cache_saved_fraction, "host_checks": s.host_checks,
         "prefill_seconds": s.prefill_seconds, "prefill_tokens": s.prefill_tokens,
-        "prefill_positions": s.prefill_positions,
+        "prefill_positions": s.prefill_positions, "attention_used_fraction": s.attention_used_fraction,
     }
     if plain_steps:
         figures["plain_step_ms"] = {size: run.plain_step_seconds(size) * 1000 for size in run.steps}
@@ -225,7 +225,7 @@ def report(name: str, run: Pass, frames: int, plain_steps: bool = False) -> dict
           f"{figures['audio_seconds_per_second']:.1f} audio-s/s, prefill {s.prefill_seconds:.2f} s "
           f"({s.prefill_tokens} tokens computed in {s.prefill_positions} positions with the fixed shapes' padding, "
           f"{s.prefix_cache_saved_fraction:.0%} from the prefix cache), "
-          f"{s.host_checks} host checks")
+          f"{s.host_checks} host checks, {s.attention_used_fraction:.0%} of the KV slots attention spans in use")
     return figures
 
 

@@ -112,6 +112,8 @@ class EngineStats:
     steps: int = 0  # pool steps (one sampled row per slot, one decode)
     row_steps: int = 0  # steps x capacity
     useful_row_steps: int = 0  # row-steps of admitted rows that had not yet ended
+    attention_slots: int = 0  # cache slots the decode steps' attention spanned (window x capacity a step)
+    attention_slots_used: int = 0  # of those, the slots that hold tokens of rows that had not yet ended
     prefill_tokens: int = 0  # prompt tokens computed
     prefill_positions: int = 0  # positions the prefill forwards ran: those tokens and the padding of fixed shapes
     prefix_cache_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
@@ -125,6 +127,12 @@ class EngineStats:
     @property
     def useful_fraction(self) -> float:
         return self.useful_row_steps / self.row_steps if self.row_steps else 0.0
+
+    @property
+    def attention_used_fraction(self) -> float:
+        """The share of the cache slots decode attention spans that rows need: every row spans the
+        longest row's window, so a pool of rows at different stages reads much of its KV masked."""
+        return self.attention_slots_used / self.attention_slots if self.attention_slots else 0.0
 
     @property
     def prefix_cache_saved_fraction(self) -> float:
@@ -335,6 +343,7 @@ class Engine:
         self.prompt_length = longs(B)
         self.keys = longs(B)
         self.useful = longs()
+        self.attention_used = longs()  # the count of stats.attention_slots_used, read at checks
         self.text_params = RowSamplingParams(B, device)
         self.audio_params = RowSamplingParams(B, device)
         self.seen: torch.Tensor | None = None  # B, n_vq, audio_vocab+1: allocated for the first penalized row
@@ -406,9 +415,10 @@ class Engine:
         return len(self._queue)
 
     def reset_stats(self) -> None:
-        """Start the counts afresh (the useful-row count lives on the device)."""
+        """Start the counts afresh (the useful-row and attention counts live on the device)."""
         self.stats = EngineStats()
         self.useful.zero_()
+        self.attention_used.zero_()
 
     def run(self) -> Iterator[Finished]:
         """Step until every submitted request has ended, yielding each as it ends."""
@@ -634,7 +644,8 @@ class Engine:
 
     def _sampling_mutable(self) -> list[torch.Tensor]:
         tensors = [self.stopped, self.in_audio, self.audio_len, self.delay, self.new_frames, self.forced_close,
-                   self.row_step, self.useful, self.slots, self.last_row, self.out]  # (self.hidden is only read)
+                   self.row_step, self.useful, self.attention_used, self.slots, self.last_row,
+                   self.out]  # (self.hidden is only read)
         return tensors + ([self.seen] if self.seen is not None else [])
 
     def _sample_rows(
@@ -721,10 +732,14 @@ class Engine:
         self.useful += live.sum()
         self.row_step += live.long()
         self.slots.copy_((self.prompt_length + self.row_step - 1).clamp(0, self.max_row_tokens - 1))
+        # A row that goes on is decoded next, attending to its slots 0..slot (an ended one is retired).
+        going = self.active & ~self.stopped & (self.row_step < self.step_limit)
+        self.attention_used += torch.where(going, self.slots + 1, 0).sum()
 
     def _decode(self) -> None:
         end = min(int(self._end_offset.max()) + self._step, self.max_row_tokens)  # no row holds more tokens
         window = end if self.decode_mode == "eager" else min(round_to_window(end), self.max_row_tokens)
+        self.stats.attention_slots += window * self.capacity
         step = lambda: self._decode_rows(window)  # noqa: E731
         if self.decode_mode == "graph":
             self.decode_graphs.run(window, step)
@@ -758,10 +773,10 @@ class Engine:
         until = torch.where(self.in_audio, self.n_vq + 1, 0)  # a delay slot, then n_vq forced steps
         until = torch.where(self.delay >= 1, self.n_vq + 1 - self.delay, until)
         read = torch.cat([torch.stack([done.long(), self.forced_close.long(), self.row_step, until]).flatten(),
-                          self.useful.view(1)]).cpu()
+                          self.useful.view(1), self.attention_used.view(1)]).cpu()
         B = self.capacity
         done, forced_close, row_step, until = (read[i * B : (i + 1) * B].numpy() for i in range(4))
-        self.stats.useful_row_steps = int(read[-1])
+        self.stats.useful_row_steps, self.stats.attention_slots_used = int(read[-2]), int(read[-1])
         occupied = np.zeros(B, dtype=bool)
         occupied[list(self._rows)] = True
         self._free_text_step = np.where(occupied & (done == 0), step + 1 + until, NEVER)

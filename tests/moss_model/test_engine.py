@@ -156,6 +156,30 @@ def test_rows_leave_at_once_and_queued_requests_take_their_slots(tiny_model):
     assert stats.useful_fraction > 0.5
 
 
+def test_attention_counts_the_slots_each_row_needs_and_the_slots_the_pool_spans(tiny_model):
+    tts = tiny_model  # greedy rows run to their frame limits
+    work = [(tts.processor.build_prompt(SpeechRequest(text=text)), 1 + i, limit)
+            for i, (text, limit) in enumerate([("A long one to start with, and then some more.", 40), ("Short.", 2),
+                                               ("Middling, this one.", 10)])]
+
+    def needed(prompt, rows: int) -> int:  # the decode after each row but the last attends to slots 0..T+k
+        T = prompt.ids.shape[0]
+        return sum(T + k + 1 for k in range(rows - 1))
+
+    alone = Engine(tts.model, tts.processor, 1, max_row_tokens=512)  # eager: the window is the row's length
+    results = run(alone, work, DecodingParams.greedy())
+    total = sum(needed(prompt, len(results[i].rows)) for i, (prompt, _, _) in enumerate(work))
+    assert alone.stats.attention_slots_used == alone.stats.attention_slots == total
+    pool = Engine(tts.model, tts.processor, 2, max_row_tokens=512)
+    run(pool, work, DecodingParams.greedy())
+    assert pool.stats.attention_slots_used == total  # what the rows need does not depend on the schedule
+    assert pool.stats.attention_slots > total  # every row spans the longest row's window
+    fixed = Engine(tts.model, tts.processor, 1, max_row_tokens=512, decode_mode="static")
+    run(fixed, work, DecodingParams.greedy())
+    assert fixed.stats.attention_slots_used == total and fixed.stats.attention_slots > total  # whole windows
+    assert 0 < pool.stats.attention_used_fraction < 1
+
+
 def test_longest_first_admission(tiny_model):
     tts = tiny_model
     prompt = tts.processor.build_prompt(SpeechRequest(text="Order."))
