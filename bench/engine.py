@@ -125,7 +125,8 @@ class Pass:
         self.steps: dict[int, int] = {}  # pool size -> steps run at that size, once it has ended
         self._steps = self._run(batches, decoding)
 
-    def _run(self, batches: list[tuple[Engine, list]], decoding: DecodingParams) -> Iterator[None]:
+    def _run(self, batches: list[tuple[Engine, list]], decoding: DecodingParams) -> Iterator[bool]:
+        """Yields True after each step."""
         engines = {engine.capacity: engine for engine, _ in batches}
         for engine, requests in batches:
             for request_id, (prompt, frames) in requests:
@@ -139,7 +140,7 @@ class Pass:
                 if (engine.stats.admissions, engine.stats.text_head_rows) == before:
                     plain.append(seconds)
                 self.longest_row = max([self.longest_row] + [f.result.rows.shape[0] for f in finished])
-                yield
+                yield True
         for engine in engines.values():
             synchronize(engine)
         self.stats = EngineStats(**{f.name: sum(getattr(e.stats, f.name) for e in engines.values())
@@ -149,11 +150,10 @@ class Pass:
     def advance(self, steps: int | None) -> bool:
         """Run `steps` more steps (None: to the end), adding their time; whether the pass goes on."""
         clock = Clock()
-        going = True
-        for _ in range(steps) if steps is not None else iter(int, 1):
-            if next(self._steps, StopIteration) is StopIteration:
-                going = False
-                break
+        going, taken = True, 0
+        while going and (steps is None or taken < steps):
+            going = next(self._steps, False)
+            taken += 1
         wall, cpu = clock.read()
         self.seconds += wall
         self.cpu_seconds += cpu
