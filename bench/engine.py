@@ -243,13 +243,17 @@ def main() -> int:
     parser.add_argument("--decode", default="auto", choices=[*DECODE_MODES, *(f"{m}+compile" for m in ("static", "graph"))],
                         help="decode mode (see moss_model.decoders); auto = the engine's defaults (CUDA graphs over "
                              "compiled layers on CUDA, eager on CPU); graph and static run uncompiled layers")
-    parser.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK, help="prompt tokens per prefill forward")
+    parser.add_argument("--prefill-chunk", type=int, nargs="+", default=[PREFILL_CHUNK],
+                        help="prompt tokens per prefill forward (pools: each value in turn; the stream: one)")
     parser.add_argument("--admission", default="longest_first", help="the continuous engine's admission order")
     parser.add_argument("--book", type=Path, default=BOOK)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3, help="whole passes of each schedule at least (the median is reported)")
     args = parser.parse_args()
+    pools = args.config == "8b" or args.pools
+    if not pools and len(args.prefill_chunk) > 1:
+        parser.error("the stream against static batches takes one --prefill-chunk")
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -257,8 +261,9 @@ def main() -> int:
     decoding = DecodingParams()
     n_vq = model.config.n_vq
 
-    if args.config == "8b" or args.pools:
+    if pools:
         return run_pools(args, model, processor, decoding)
+    [chunk] = args.prefill_chunk
 
     frames, source = plan_frames(args.book, args.requests)
     prompts = prompts_for(processor, frames, args.voice_frames or 125, 24, n_vq)
@@ -271,9 +276,9 @@ def main() -> int:
     # alike; on CUDA a step's time is not its cost until synchronised, so they alternate whole passes.
     turn = None if args.device.startswith("cuda") else 1
     passes = race({
-        "static": lambda: static_pass(model, processor, work, decoding, args.capacity, args.decode, args.prefill_chunk),
+        "static": lambda: static_pass(model, processor, work, decoding, args.capacity, args.decode, chunk),
         "continuous": lambda: continuous_pass(model, processor, work, decoding, args.capacity, args.decode,
-                                              args.admission, args.prefill_chunk),
+                                              args.admission, chunk),
     }, args.repeats, turn)
     on_cpu = args.device == "cpu"
     static_run, continuous_run = median_pass(passes["static"]), median_pass(passes["continuous"])
@@ -323,24 +328,32 @@ def main() -> int:
 
 
 def run_pools(args, model, processor, decoding) -> int:
-    """Audio-s/s of full pools (steady state: twice the capacity in requests, after a warm-up run)."""
+    """Audio-s/s of full pools (steady state: twice the capacity in requests, after a warm-up run),
+    for each capacity and each prefill chunk (the first chunk's figures are the headline)."""
     n_vq = model.config.n_vq
-    results = {}
+    results: dict[int, dict[int, dict]] = {chunk: {} for chunk in args.prefill_chunk}
     for capacity in args.capacities:
         frames = [args.segment_frames] * (2 * capacity)
         prompts = prompts_for(processor, frames, args.voice_frames or 250, 40, n_vq)
         work = list(zip(prompts, frames))
         print(f"capacity {capacity}: {len(work)} requests, prompts {prompts[0].ids.shape[0]} tokens "
               f"(shared head {prompts[0].shared_length}), {args.segment_frames} frames each")
-        engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission, args.prefill_chunk)
-        Pass([(engine, list(enumerate(work[:capacity])))], decoding).advance(None)  # warm-up: graphs, compilation
-        engine.reset_stats()
-        run = Pass([(engine, list(enumerate(work)))], decoding)
-        run.advance(None)
-        results[capacity] = report(f"pool {capacity}", run, sum(frames))
+        for chunk in args.prefill_chunk:
+            engine = make_engine(model, processor, capacity, work[:capacity], args.decode, args.admission, chunk)
+            Pass([(engine, list(enumerate(work[:capacity])))], decoding).advance(None)  # warm-up: graphs, compilation
+            engine.reset_stats()
+            run = Pass([(engine, list(enumerate(work)))], decoding)
+            run.advance(None)
+            results[chunk][capacity] = report(f"pool {capacity}, prefill chunks of {chunk}", run, sum(frames))
+            del engine, run  # its KV cache, before the next pool's
     if args.json:
-        args.json.write_text(json.dumps({"audio_seconds_per_second": {k: v["audio_seconds_per_second"] for k, v in results.items()},
-                                         "runs": results}, indent=2))
+        headline = results[args.prefill_chunk[0]]
+        args.json.write_text(json.dumps({
+            "audio_seconds_per_second": {k: v["audio_seconds_per_second"] for k, v in headline.items()},
+            "by_prefill_chunk": {chunk: {k: v["audio_seconds_per_second"] for k, v in runs.items()}
+                                 for chunk, runs in results.items()},
+            "runs": headline,
+        }, indent=2))
     return 0
 
 
