@@ -148,6 +148,8 @@ class _Request:
     decoding: DecodingParams
     max_new_frames: int
     step_limit: int  # rows a request may generate: its frames, the delay tail and some text
+    head: int  # its shared head's length (see _shared_head)
+    head_key: str  # the prefix cache's key of that head ("" when it has none), hashed once on the host
 
 
 @dataclass
@@ -395,7 +397,9 @@ class Engine:
                 f"but this engine's rows hold {self.max_row_tokens}: build the Engine with max_row_tokens >= {needed}, "
                 "or shorten the prompt or max_new_frames"
             )
-        request = _Request(self._next_id, prompt, int(seed), decoding, max_new_frames, limit)
+        head = _shared_head(prompt)
+        head_key = PrefixCache.key(prompt.ids[:head]) if head else ""
+        request = _Request(self._next_id, prompt, int(seed), decoding, max_new_frames, limit, head, head_key)
         self._next_id += 1
         priority = -max_new_frames if self.admission == "longest_first" else 0
         heapq.heappush(self._queue, (priority, request.id, request))
@@ -461,13 +465,11 @@ class Engine:
         while self._queue and self._free and budget > 0:
             _, _, request = heapq.heappop(self._queue)
             admitted.append((self._free.pop(), request))
-            prompt = request.prompt
-            head = _shared_head(prompt)
-            budget -= prompt.ids.shape[0] - head
-            key = PrefixCache.key(prompt.ids[:head]) if head else ""
-            if head and key not in heads and key not in self.prefix_cache.entries:
+            budget -= request.prompt.ids.shape[0] - request.head
+            key = request.head_key
+            if key and key not in heads and key not in self.prefix_cache.entries:
                 heads.add(key)
-                budget -= head
+                budget -= request.head
         if not admitted:
             return
         started = time.perf_counter()
@@ -487,7 +489,7 @@ class Engine:
         """
         by_head: dict[int, list[tuple[int, _Request]]] = {}
         for slot, request in admitted:
-            by_head.setdefault(_shared_head(request.prompt), []).append((slot, request))
+            by_head.setdefault(request.head, []).append((slot, request))
         P = self.prefill_rows
         for head, members in by_head.items():
             for first in range(0, len(members), P):
@@ -500,16 +502,16 @@ class Engine:
         prompts = [request.prompt.ids.to(self.device) for _, request in members]
         for row, (_, request) in enumerate(members):
             if head:
-                entry = self._head_entry(request.prompt.ids[:head], scratch, row)
+                entry = self._head_entry(request, scratch, row)
                 scratch.keys[:, row, :, :head] = entry.keys
                 scratch.values[:, row, :, :head] = entry.values
         hidden = torch.zeros(P, c.backbone.hidden_size, dtype=self.model.dtype, device=self.device)
         for row, last in enumerate(self._prefill_chunks(scratch, prompts, head)):
             hidden[row] = last
         logits = self.model.step_logits(hidden, self.slot_ids)
-        for row, (slot, _) in enumerate(members):
+        for row, (slot, request) in enumerate(members):
             # The padded chunks' slots too: the row's own positions overwrite them.
-            end = head + math.ceil((prompts[row].shape[0] - head) / chunk) * chunk
+            end = prefill_end(request.prompt, chunk)
             self.cache.keys[:, slot, :, :end] = scratch.keys[:, row, :, :end]
             self.cache.values[:, slot, :, :end] = scratch.values[:, row, :, :end]
             self.hidden[slot] = hidden[row]
@@ -517,20 +519,19 @@ class Engine:
             self.logits.audio[slot] = logits.audio[row]
         self.stats.prefill_tokens += sum(p.shape[0] - head for p in prompts)
 
-    def _head_entry(self, ids: torch.Tensor, scratch: KVCache, row: int) -> _PrefixEntry:
-        """The KV of a shared head (`ids` on the host, hashed without a device read): from the
-        prefix cache, or computed alone in a scratch row and kept."""
-        key = PrefixCache.key(ids)
-        entry = self.prefix_cache.get(key)
+    def _head_entry(self, request: _Request, scratch: KVCache, row: int) -> _PrefixEntry:
+        """The KV of a request's shared head: from the prefix cache, or computed alone in a
+        scratch row and kept."""
+        L = request.head
+        entry = self.prefix_cache.get(request.head_key)
         if entry is not None:
-            self.stats.prefix_cache_tokens += ids.shape[0]
+            self.stats.prefix_cache_tokens += L
             return entry
         region = KVCache(scratch.keys[:, row : row + 1], scratch.values[:, row : row + 1])
-        self._prefill_chunks(region, [ids.to(self.device)], 0)
-        self.stats.prefill_tokens += ids.shape[0]
-        L = ids.shape[0]
+        self._prefill_chunks(region, [request.prompt.ids[:L].to(self.device)], 0)
+        self.stats.prefill_tokens += L
         entry = _PrefixEntry(region.keys[:, 0, :, :L].clone(), region.values[:, 0, :, :L].clone())
-        self.prefix_cache.put(key, entry)
+        self.prefix_cache.put(request.head_key, entry)
         return entry
 
     def _prefill_scratch(self) -> KVCache:
